@@ -1,0 +1,63 @@
+// Training (DDPM Algorithm 1) with label dropout for classifier-free guidance and an EMA of the weights.
+import * as tf from '@tensorflow/tfjs-core';
+import { qSample } from './forward';
+import { randint, randn, rngFromSeed } from './random';
+import type { Schedule } from './schedule';
+import { epsTheta, type Labels, type Params, type UNetConfig } from './unet';
+
+export interface TrainOptions {
+  seed: number;
+  lr?: number; // Adam learning rate, 5e-4 as the paper
+  labelDropout?: number; // probability of training a label as "no label", 0.1 unless told
+  emaDecay?: number | null; // null: no EMA
+}
+
+export interface Trainer {
+  config: UNetConfig;
+  schedule: Schedule;
+  options: Required<TrainOptions>;
+  params: Record<string, tf.Variable>;
+  ema: Record<string, tf.Variable> | null;
+  optimizer: tf.AdamOptimizer;
+  step: number;
+}
+
+/** Wraps copies of `params` in variables with an Adam optimizer; `step` > 0 resumes a run's random stream. */
+export function createTrainer(params: Params, config: UNetConfig, schedule: Schedule, options: TrainOptions, step = 0): Trainer {
+  const opts = { lr: 5e-4, labelDropout: 0.1, emaDecay: 0.999, ...options };
+  const copy = (trainable: boolean) =>
+    Object.fromEntries(Object.entries(params).map(([n, t]) => [n, tf.variable(tf.clone(t), trainable, `${n}#${trainable ? 'p' : 'ema'}`)]));
+  return {
+    config, schedule, options: opts, step, params: copy(true),
+    ema: opts.emaDecay === null ? null : copy(false), optimizer: tf.train.adam(opts.lr),
+  };
+}
+
+// #region simple-loss
+/** L_simple = || eps - eps_theta(sqrt(alphaBar_t) x_0 + sqrt(1 - alphaBar_t) eps, t, y) ||^2   (DDPM eq. 14) */
+export function simpleLoss(p: Params, c: UNetConfig, s: Schedule, x0: tf.Tensor4D, t: number[], eps: tf.Tensor4D, y?: Labels): tf.Scalar {
+  return tf.tidy(() => tf.mean(tf.squaredDifference(eps, epsTheta(p, c, qSample(s, x0, t, eps), t, y))));
+}
+// #endregion
+
+// #region train-step
+/** One step of Algorithm 1: t ~ U{0..T-1}, eps ~ N(0, I), each label dropped with probability p, one Adam step. */
+export function trainStep(tr: Trainer, x0: tf.Tensor4D, labels?: number[]): tf.Scalar {
+  const rng = rngFromSeed((tr.options.seed ^ Math.imul(tr.step + 1, 0x9e3779b1)) >>> 0);
+  const t = randint(rng, tr.schedule.T, x0.shape[0]);
+  const y = labels?.map((label) => (rng() / 2 ** 32 < tr.options.labelDropout ? null : label));
+  const eps = randn<tf.Rank.R4>(x0.shape, rng);
+  const loss = tr.optimizer.minimize(() => simpleLoss(tr.params, tr.config, tr.schedule, x0, t, eps, y), true, Object.values(tr.params))!;
+  eps.dispose();
+  if (tr.ema) updateEma(tr.ema, tr.params, Math.min(tr.options.emaDecay!, (1 + tr.step) / (10 + tr.step)));
+  tr.step += 1;
+  return loss;
+}
+// #endregion
+
+// #region ema
+/** theta_ema <- d theta_ema + (1 - d) theta, with d warming up as (1 + n) / (10 + n) early in training. */
+function updateEma(ema: Record<string, tf.Variable>, params: Record<string, tf.Variable>, d: number) {
+  tf.tidy(() => Object.entries(ema).forEach(([n, e]) => e.assign(tf.add(tf.mul(d, e), tf.mul(1 - d, params[n])))));
+}
+// #endregion

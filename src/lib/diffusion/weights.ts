@@ -1,0 +1,109 @@
+// Weights in safetensors, with the paper's PyTorch state_dict names and layouts, so that
+// `safetensors.torch.save_file(model.state_dict(), path)` loads unchanged.
+// Format: u64 little-endian header length N, N bytes of JSON header, then the raw tensor bytes.
+import * as tf from '@tensorflow/tfjs-core';
+import { toTfLayout, toTorchLayout, torchShapes, type Params, type UNetConfig } from './unet';
+
+export interface HostTensor { shape: number[]; data: Float32Array }
+const BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2 };
+
+/** Parses a safetensors file; F16 and BF16 are upcast to float32. Throws one clear error on any defect. */
+export function readSafetensors(bytes: Uint8Array): { tensors: Map<string, HostTensor>; metadata: Record<string, string> } {
+  if (bytes.length < 8) throw new Error(`not a safetensors file: ${bytes.length} bytes is shorter than the 8-byte header length`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = Number(view.getBigUint64(0, true));
+  if (8 + n > bytes.length) throw new Error(`header length ${n} runs past the end of the file (${bytes.length} bytes): truncated or not safetensors`);
+  let header: Record<string, { dtype?: unknown; shape?: unknown; data_offsets?: unknown }>;
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+  } catch {
+    throw new Error('the safetensors header is not valid JSON');
+  }
+  if (!header || typeof header !== 'object' || Array.isArray(header)) throw new Error('the safetensors header is not a JSON object');
+  const body = bytes.subarray(8 + n);
+  const tensors = new Map<string, HostTensor>();
+  const { __metadata__: metadata = {}, ...entries } = header as Record<string, never>;
+  for (const [name, { dtype, shape, data_offsets: offsets }] of Object.entries(entries) as [string, Record<string, unknown>][]) {
+    if (typeof dtype !== 'string' || !(dtype in BYTES)) throw new Error(`tensor "${name}" has dtype ${dtype}; expected F32, F16 or BF16`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw new Error(`tensor "${name}" has an invalid shape`);
+    const size = shape.reduce((a: number, b: number) => a * b, 1);
+    const [begin, end] = Array.isArray(offsets) ? offsets : [];
+    if (!Number.isInteger(begin) || !Number.isInteger(end) || begin < 0 || end > body.length || end - begin !== size * BYTES[dtype]) {
+      throw new Error(`tensor "${name}" has data offsets ${JSON.stringify(offsets)} outside the ${body.length}-byte data section or not matching its ${dtype} shape [${shape}]`);
+    }
+    tensors.set(name, { shape, data: toFloat32(body.slice(begin, end), dtype) });
+  }
+  return { tensors, metadata };
+}
+
+function toFloat32(raw: Uint8Array, dtype: string): Float32Array {
+  if (dtype === 'F32') return new Float32Array(raw.buffer, 0, raw.length / 4);
+  const half = new Uint16Array(raw.buffer, 0, raw.length / 2);
+  if (dtype === 'BF16') return new Float32Array(Uint32Array.from(half, (h) => h << 16).buffer);
+  return Float32Array.from(half, (h) => {
+    const [sign, exp, frac] = [h & 0x8000 ? -1 : 1, (h >> 10) & 0x1f, h & 0x3ff];
+    if (exp === 0) return sign * frac * 2 ** -24;
+    return exp === 31 ? (frac ? NaN : sign * Infinity) : sign * (1 + frac / 1024) * 2 ** (exp - 15);
+  });
+}
+
+/** Serialises float32 tensors as safetensors (names sorted, data 8-byte aligned). */
+export function writeSafetensors(tensors: Record<string, HostTensor>, metadata: Record<string, string> = {}): Uint8Array {
+  const names = Object.keys(tensors).sort();
+  let offset = 0;
+  const header: Record<string, unknown> = Object.keys(metadata).length ? { __metadata__: metadata } : {};
+  for (const name of names) {
+    const { shape, data } = tensors[name];
+    header[name] = { dtype: 'F32', shape, data_offsets: [offset, (offset += data.length * 4)] };
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const headerBytes = new TextEncoder().encode(json);
+  const out = new Uint8Array(8 + headerBytes.length + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  out.set(headerBytes, 8);
+  let at = 8 + headerBytes.length;
+  for (const name of names) {
+    const { data } = tensors[name];
+    out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), at);
+    at += data.byteLength;
+  }
+  return out;
+}
+
+/** The UNet's config, read from the shapes in a checkpoint of the paper's model. */
+export function inferConfig(tensors: Map<string, HostTensor>): UNetConfig {
+  const first = tensors.get('down_block1.weight')?.shape;
+  if (!first || first.length !== 4) throw new Error('missing tensor "down_block1.weight": not a checkpoint of the paper\'s UNet');
+  return { channels: first[0], imageChannels: first[1], classes: tensors.get('class_emb.weight')?.shape[0] ?? null };
+}
+
+/** Loads a UNet from safetensors bytes: names, shapes and values are all checked. */
+export function loadUNet(bytes: Uint8Array, expected?: UNetConfig): { config: UNetConfig; params: Params } {
+  const { tensors } = readSafetensors(bytes);
+  const config = expected ?? inferConfig(tensors);
+  const shapes = torchShapes(config);
+  const missing = Object.keys(shapes).filter((name) => !tensors.has(name));
+  const extra = [...tensors.keys()].filter((name) => !(name in shapes));
+  if (missing.length) throw new Error(`missing tensor${missing.length > 1 ? 's' : ''} ${missing.map((m) => `"${m}"`).join(', ')}`);
+  if (extra.length) throw new Error(`unexpected tensor${extra.length > 1 ? 's' : ''} ${extra.map((m) => `"${m}"`).join(', ')} for this UNet`);
+  for (const [name, shape] of Object.entries(shapes)) {
+    const { shape: got, data } = tensors.get(name)!;
+    if (got.join() !== shape.join()) throw new Error(`tensor "${name}" has shape [${got}]; expected [${shape}]`);
+    if (!data.every(Number.isFinite)) throw new Error(`tensor "${name}" contains NaN or infinite values`);
+  }
+  const params: Params = {};
+  for (const [name, { shape, data }] of tensors) params[name] = tf.tidy(() => toTfLayout(name, tf.tensor(data, shape)));
+  return { config, params };
+}
+
+/** Saves a UNet as safetensors in the PyTorch layout. */
+export async function saveUNet(params: Params, metadata: Record<string, string> = {}): Promise<Uint8Array> {
+  const host: Record<string, HostTensor> = {};
+  for (const [name, t] of Object.entries(params)) {
+    const torch = toTorchLayout(name, t);
+    host[name] = { shape: torch.shape, data: (await torch.data()) as Float32Array };
+    torch.dispose();
+  }
+  return writeSafetensors(host, metadata);
+}
