@@ -40,6 +40,8 @@ export function betas(kind: ScheduleKind, T: number): Float64Array {
 export function makeSchedule(kind: ScheduleKind, T: number): Schedule {
   if (!Number.isInteger(T) || T < 1) throw new Error(`timesteps must be a positive integer, received ${T}`);
   const beta = betas(kind, T);
+  const bad = beta.findIndex((b) => !(b > 0 && b < 1));
+  if (bad >= 0) throw new Error(`${kind} with T = ${T} gives beta_${bad} = ${beta[bad]}; every beta must be in (0, 1)${kind === 'paper-linear' ? ' (the paper\'s schedule ends at 30/T, so it needs T > 30)' : ''}`);
   const alpha = fill(T, (t) => 1 - beta[t]);
   const alphaBar = new Float64Array(T);
   alphaBar.forEach((_, t) => (alphaBar[t] = alpha[t] * (t > 0 ? alphaBar[t - 1] : 1)));
