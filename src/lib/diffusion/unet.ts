@@ -68,9 +68,11 @@ function conv(p: Params, name: string, x: tf.Tensor4D, stride = 1): tf.Tensor4D 
 /** GroupNorm(32) without learned scale or shift, as the paper's F.group_norm. */
 export function groupNorm(x: tf.Tensor4D, groups = 32, eps = 1e-5): tf.Tensor4D {
   const [B, H, W, C] = x.shape;
-  const g = tf.reshape(x, [B, H * W, groups, C / groups]); // [B, HW, G, C/G]
-  const { mean, variance } = tf.moments(g, [1, 3], true);
-  return tf.reshape(tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, eps))), [B, H, W, C]);
+  return tf.tidy(() => {
+    const g = tf.reshape(x, [B, H * W, groups, C / groups]); // [B, HW, G, C/G]
+    const { mean, variance } = tf.moments(g, [1, 3], true);
+    return tf.reshape(tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, eps))), [B, H, W, C]);
+  });
 }
 
 const block = (p: Params, name: string, x: tf.Tensor4D, stride = 1) => tf.relu(groupNorm(conv(p, name, x, stride)));
@@ -80,9 +82,11 @@ const block = (p: Params, name: string, x: tf.Tensor4D, stride = 1) => tf.relu(g
 /** Nearest-neighbour 2x: [B, H, W, C] -> [B, 2H, 2W, C]; built from concat so its gradient is right on every backend. */
 export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
   const [B, H, W, C] = x.shape;
-  const cols = tf.reshape(x, [B * H, W, 1, C]);
-  const rows = tf.reshape(tf.concat([cols, cols], 2), [B, H, 1, 2 * W * C]); // each pixel twice along W
-  return tf.reshape(tf.concat([rows, rows], 2), [B, 2 * H, 2 * W, C]); // each row twice along H
+  return tf.tidy(() => {
+    const cols = tf.reshape(x, [B * H, W, 1, C]);
+    const rows = tf.reshape(tf.concat([cols, cols], 2), [B, H, 1, 2 * W * C]); // each pixel twice along W
+    return tf.reshape(tf.concat([rows, rows], 2), [B, 2 * H, 2 * W, C]); // each row twice along H
+  });
 }
 // #endregion
 
@@ -90,9 +94,11 @@ export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
 /** emb(t) = [cos(t f_i), sin(t f_i)], f_i = 10000^(-i / (dim/2)), i < dim/2 (Transformer sinusoids). */
 export function timestepEmbedding(t: readonly number[], dim: number): tf.Tensor2D {
   const half = dim / 2;
-  const f = tf.exp(tf.mul(tf.range(0, half), -Math.log(10000) / half)); // [dim/2]
-  const args = tf.mul(tf.tensor2d(t as number[], [t.length, 1]), f); // [B, dim/2]
-  return tf.concat([tf.cos(args), tf.sin(args)], 1) as tf.Tensor2D; // [B, dim]
+  return tf.tidy(() => {
+    const f = tf.exp(tf.mul(tf.range(0, half), -Math.log(10000) / half)); // [dim/2]
+    const args = tf.mul(tf.tensor2d(t as number[], [t.length, 1]), f); // [B, dim/2]
+    return tf.concat([tf.cos(args), tf.sin(args)], 1) as tf.Tensor2D;
+  }); // [B, dim]
 }
 // #endregion
 

@@ -1,0 +1,57 @@
+// tfjs discipline: every public function returns only what the caller owns and leaks nothing inside.
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import * as D from '../src/lib/diffusion';
+import { backend } from './helpers/backend';
+
+beforeAll(() => backend('wasm'));
+
+/** Runs f, disposes what it returns, and reports how many tensors were left behind. */
+async function leaked(f: () => unknown): Promise<number> {
+  const before = tf.memory().numTensors;
+  const out = await f();
+  tf.dispose(out as tf.TensorContainer);
+  return tf.memory().numTensors - before;
+}
+
+describe('no public function leaks tensors', () => {
+  const config: D.UNetConfig = { imageChannels: 1, channels: 32, classes: 10 };
+  const s = D.makeSchedule('paper-linear', 40);
+  let p: D.Params;
+  let x: tf.Tensor4D;
+  beforeAll(() => {
+    p = D.initParams(config, 1);
+    x = tf.randomNormal([2, 28, 28, 1], 0, 1, 'float32', 2) as tf.Tensor4D;
+  });
+
+  const cases: [string, () => unknown][] = [
+    ['qSample', () => D.qSample(s, x, [1, 2], x)],
+    ['epsTheta', () => D.epsTheta(p, config, x, [1, 2], [3, null])],
+    ['timestepEmbedding', () => D.timestepEmbedding([1, 2], 32)],
+    ['groupNorm', () => {
+      const wide = tf.tile(x, [1, 1, 1, 32]) as tf.Tensor4D;
+      const out = D.groupNorm(wide);
+      wide.dispose();
+      return out;
+    }],
+    ['upsample2x', () => D.upsample2x(x)],
+    ['predictX0', () => D.predictX0(s, x, [1, 2], x)],
+    ['posterior', () => D.posterior(s, x, x, [1, 2]).mean],
+    ['ddpmStep', () => D.ddpmStep(s, x, 3, x, x)],
+    ['ddimStep', () => D.ddimStep(s, x, 30, 10, x, 0.5, x)],
+    ['guide', () => D.guide(x, x, 2)],
+    ['guidedEps', () => D.guidedEps(p, config, [1, 2], 3)(x, 5)],
+    ['randn', () => D.randn([2, 3], D.rngFromSeed(1))],
+    ['ddimSample', () => D.ddimSample(D.guidedEps(p, config, [1, 2], 2), s, [2, 28, 28, 1], { steps: 2, seed: 1 })],
+    ['ddpmSample', () => D.ddpmSample(D.guidedEps(p, config), D.makeSchedule('cosine', 3), [1, 28, 28, 1], { seed: 1 })],
+    ['saveUNet + loadUNet', async () => D.loadUNet(await D.saveUNet(p)).params],
+    ['initParams', () => D.initParams(config, 3)],
+  ];
+  for (const [name, f] of cases) it(name, async () => expect(await leaked(f)).toBe(0));
+
+  it('trainStep: after the first step (which creates Adam slots) the count stays flat', async () => {
+    const trainer = D.createTrainer(p, config, s, { seed: 1 });
+    await leaked(() => D.trainStep(trainer, x, [1, 2]));
+    for (let i = 0; i < 3; i++) expect(await leaked(() => D.trainStep(trainer, x, [1, 2]))).toBe(0);
+  });
+});
