@@ -4,21 +4,13 @@ import * as tf from '@tensorflow/tfjs-core';
 
 export type ScheduleKind = 'paper-linear' | 'ddpm-linear' | 'cosine';
 
+type F64 = Float64Array;
 export interface Schedule {
   kind: ScheduleKind;
   T: number;
-  beta: Float64Array;
-  alpha: Float64Array;
-  alphaBar: Float64Array;
-  alphaBarPrev: Float64Array;
-  sqrtAlphaBar: Float64Array;
-  sqrtOneMinusAlphaBar: Float64Array;
-  sqrtRecipAlphaBar: Float64Array;
-  sqrtRecipAlphaBarMinusOne: Float64Array;
-  betaTilde: Float64Array;
-  logBetaTilde: Float64Array;
-  posteriorCoefX0: Float64Array;
-  posteriorCoefXt: Float64Array;
+  beta: F64; alpha: F64; alphaBar: F64; alphaBarPrev: F64;
+  sqrtAlphaBar: F64; sqrtOneMinusAlphaBar: F64; sqrtRecipAlphaBar: F64; sqrtRecipAlphaBarMinusOne: F64;
+  betaTilde: F64; logBetaTilde: F64; posteriorCoefX0: F64; posteriorCoefXt: F64; // q(x_{t-1} | x_t, x_0)
 }
 
 const fill = (T: number, f: (t: number) => number) => Float64Array.from({ length: T }, (_, t) => f(t));
@@ -52,7 +44,7 @@ export function makeSchedule(kind: ScheduleKind, T: number): Schedule {
 
 // #region posterior-coefficients
 /** q(x_{t-1} | x_t, x_0) = N(coefX0 x_0 + coefXt x_t, betaTilde) (DDPM eqs. 6-7). */
-function derived(beta: Float64Array, alpha: Float64Array, alphaBar: Float64Array, alphaBarPrev: Float64Array) {
+function derived(beta: F64, alpha: F64, alphaBar: F64, alphaBarPrev: F64) {
   const T = beta.length;
   const betaTilde = fill(T, (t) => (beta[t] * (1 - alphaBarPrev[t])) / (1 - alphaBar[t]));
   return {

@@ -13,11 +13,8 @@ export interface TrainOptions {
 }
 
 export interface Trainer {
-  config: UNetConfig;
-  schedule: Schedule;
-  options: Required<TrainOptions>;
-  params: Record<string, tf.Variable>;
-  ema: Record<string, tf.Variable> | null;
+  config: UNetConfig; schedule: Schedule; options: Required<TrainOptions>;
+  params: Record<string, tf.Variable>; ema: Record<string, tf.Variable> | null; // EMA: not trained, averaged
   optimizer: tf.AdamOptimizer;
   step: number;
 }
