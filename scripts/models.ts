@@ -1,0 +1,50 @@
+// Model files shared by the train, sample and eval commands: NAME.safetensors (the UNet, PyTorch layout)
+// and NAME.json (the model card: architecture, schedule, class names, recommended sampling, training, eval).
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { loadUNet, type Params, type ScheduleKind, type UNetConfig } from '../src/lib/diffusion';
+
+export const MODELS_DIR = resolve('public/models');
+
+export interface ModelCard {
+  name: string;
+  dataset: string;
+  architecture: { imageChannels: number; channels: number; classes: number | null; imageSize: number };
+  schedule: { kind: ScheduleKind; T: number };
+  classNames: string[];
+  recommended: { sampler: 'ddpm' | 'ddim'; steps: number; eta: number; guidance: number };
+  training?: Record<string, unknown>;
+  eval?: Record<string, unknown>;
+}
+
+/** NAME -> public/models/NAME.{safetensors,json}; a path to a .safetensors file is used as it is. */
+export function modelPaths(model: string, dir = MODELS_DIR) {
+  const weights = model.endsWith('.safetensors') ? model : join(dir, `${model}.safetensors`);
+  return { weights, card: weights.replace(/\.safetensors$/, '.json'), name: basename(weights, '.safetensors') };
+}
+
+export function readJsonFile<T>(path: string): T {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new Error(`cannot read ${path}`);
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new Error(`${path} is not valid JSON`);
+  }
+}
+
+/** Loads a model's weights and card; the card's architecture must match the weights. */
+export function loadModel(model: string, dir = MODELS_DIR): { card: ModelCard; config: UNetConfig; params: Params; paths: ReturnType<typeof modelPaths> } {
+  const paths = modelPaths(model, dir);
+  if (!existsSync(paths.weights)) throw new Error(`model "${model}" not found: expected ${paths.weights}`);
+  if (!existsSync(paths.card)) throw new Error(`model card not found: expected ${paths.card} beside the weights`);
+  const card = readJsonFile<ModelCard>(paths.card);
+  if (!card.architecture || !card.schedule || !card.recommended) throw new Error(`${paths.card} lacks architecture, schedule or recommended: not a model card`);
+  const { imageChannels, channels, classes } = card.architecture;
+  const { config, params } = loadUNet(new Uint8Array(readFileSync(paths.weights)), { imageChannels, channels, classes });
+  return { card, config, params, paths };
+}
