@@ -1,8 +1,7 @@
 // npm run bench -- [--backend wasm|cpu|webgpu] [--channels 32,64] [--batch 16] [--train-batch 32] [--repeats 5]
 // Median wall time of the UNet forward pass (batch 1 and B) and of one training step, printed as a table.
 import * as tf from '@tensorflow/tfjs-core';
-import type { NodeBackend } from '../src/lib/runtime/node';
-import { useTrainingBackend } from './wasm-fast-conv-grads';
+import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
 import { createTrainer, epsTheta, initParams, makeSchedule, trainStep, type UNetConfig } from '../src/lib/diffusion';
 import { num, parseFlags, runMain } from './cli';
 
@@ -28,7 +27,7 @@ async function main() {
   const B = num(flags, 'batch', 16, (n) => Number.isInteger(n) && n >= 1);
   const trainB = num(flags, 'train-batch', 32, (n) => Number.isInteger(n) && n >= 1);
   const repeats = num(flags, 'repeats', 5, (n) => Number.isInteger(n) && n >= 1);
-  await useTrainingBackend(backend);
+  await useNodeBackend(backend);
   const schedule = makeSchedule('paper-linear', 300);
   const rows: string[][] = [['channels', 'forward B=1 (ms)', `forward B=${B} (ms)`, `train step B=${trainB} (ms)`, 'train ms/image', 'train images/s']];
   for (const C of channels) {

@@ -6,8 +6,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import type { NodeBackend } from '../src/lib/runtime/node';
-import { useTrainingBackend } from './wasm-fast-conv-grads';
+import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
 import {
   createTrainer, initParams, makeSchedule, readSafetensors, saveUNet, torchShapes, trainStep, writeSafetensors,
   type HostTensor, type Params, type ScheduleKind, type Trainer, type UNetConfig,
@@ -66,7 +65,7 @@ async function main() {
   const n = run.limit === null ? data.count : Math.min(run.limit, data.count);
   const totalSteps = Math.ceil(epochs * Math.floor(n / run.batch));
   if (run.batch > n) throw new Error(`--batch ${run.batch} is larger than the data set (${n} images)`);
-  await useTrainingBackend(backend);
+  await useNodeBackend(backend);
 
   const config: UNetConfig = { imageChannels: 1, channels: run.channels, classes: data.classNames.length };
   const schedule = makeSchedule(run.schedule, run.timesteps);
