@@ -1,0 +1,4 @@
+// Everything a chapter may use, from one place.
+export { default as EquationCode } from './EquationCode.astro';
+export { default as ScheduleFigure } from './ScheduleFigure.astro';
+export { default as UNetDiagram } from './UNetDiagram.astro';
