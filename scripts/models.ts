@@ -2,7 +2,8 @@
 // and NAME.json (the model card: architecture, schedule, class names, recommended sampling, training, eval).
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { loadUNet, type Params, type ScheduleKind, type UNetConfig } from '../src/lib/diffusion';
+import * as tf from '@tensorflow/tfjs-core';
+import { ddimSample, ddpmSample, guidedEps, loadUNet, makeSchedule, type Params, type ScheduleKind, type UNetConfig } from '../src/lib/diffusion';
 
 export const MODELS_DIR = resolve('public/models');
 
@@ -47,4 +48,31 @@ export function loadModel(model: string, dir = MODELS_DIR): { card: ModelCard; c
   const { imageChannels, channels, classes } = card.architecture;
   const { config, params } = loadUNet(new Uint8Array(readFileSync(paths.weights)), { imageChannels, channels, classes });
   return { card, config, params, paths };
+}
+
+export interface SampleSettings { sampler: 'ddpm' | 'ddim'; steps: number; eta: number; guidance: number; seed: number }
+
+/**
+ * Samples one image per label with classifier-free guidance w, in chunks of at most `chunk` images
+ * (chunk k uses seed + k). Returns [N, 28, 28] row-major values clipped to [-1, 1].
+ */
+export async function sampleImages(model: { card: ModelCard; config: UNetConfig; params: Params }, labels: number[],
+  s: SampleSettings, chunk = 100, onChunk?: (done: number) => void): Promise<Float32Array> {
+  const { card, config, params } = model;
+  const schedule = makeSchedule(card.schedule.kind, card.schedule.T);
+  const size = card.architecture.imageSize;
+  const out = new Float32Array(labels.length * size * size * config.imageChannels);
+  for (let at = 0, k = 0; at < labels.length; at += chunk, k++) {
+    const y = labels.slice(at, at + chunk);
+    const shape: [number, number, number, number] = [y.length, size, size, config.imageChannels];
+    const epsFn = guidedEps(params, config, y, s.guidance);
+    const opts = { seed: s.seed + k };
+    const x = s.sampler === 'ddpm' ? await ddpmSample(epsFn, schedule, shape, opts)
+      : await ddimSample(epsFn, schedule, shape, { ...opts, steps: s.steps, eta: s.eta });
+    const clipped = tf.clipByValue(x, -1, 1);
+    out.set(await clipped.data(), at * size * size * config.imageChannels);
+    tf.dispose([x, clipped]);
+    onChunk?.(Math.min(labels.length, at + chunk));
+  }
+  return out;
 }
