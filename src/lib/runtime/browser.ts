@@ -1,0 +1,74 @@
+// Backend set-up in the browser: webgpu, webgl, wasm, cpu in that order, each backend's code loaded only
+// when it is tried. `?backend=NAME` forces one. A software WebGPU adapter (SwiftShader, lavapipe, llvmpipe)
+// is slower than wasm, so it is skipped unless forced. The Node version is ./node.ts.
+import * as tf from '@tensorflow/tfjs-core';
+import { registerWasmConvGrad } from './wasm-conv-grad';
+
+export type BrowserBackend = 'webgpu' | 'webgl' | 'wasm' | 'cpu';
+export const BACKEND_ORDER: BrowserBackend[] = ['webgpu', 'webgl', 'wasm', 'cpu'];
+
+/** The backend named by `?backend=NAME`, or null; an unknown name is an error that lists the known ones. */
+export function forcedBackend(search: string): BrowserBackend | null {
+  const name = new URLSearchParams(search).get('backend');
+  if (name === null || name === '') return null;
+  if (!BACKEND_ORDER.includes(name as BrowserBackend)) {
+    throw new Error(`?backend=${name} is not a backend: expected one of ${BACKEND_ORDER.join(', ')}`);
+  }
+  return name as BrowserBackend;
+}
+
+interface AdapterLike { isFallbackAdapter?: boolean; info?: Record<string, unknown> }
+
+/** True for a CPU-emulated WebGPU adapter: it says it is a fallback, or its vendor/architecture/description names one. */
+export function isSoftwareAdapter(adapter: AdapterLike): boolean {
+  const info = adapter.info ?? {};
+  if (adapter.isFallbackAdapter || info.isFallbackAdapter) return true;
+  const text = ['vendor', 'architecture', 'device', 'description'].map((k) => String(info[k] ?? '')).join(' ');
+  return /swiftshader|llvmpipe|lavapipe|software/i.test(text);
+}
+
+/** Why webgpu cannot be used here, or null when a hardware adapter (or, if forced, any adapter) exists. */
+async function webgpuProblem(forced: boolean): Promise<string | null> {
+  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<AdapterLike | null> } }).gpu;
+  if (!gpu) return 'this browser has no WebGPU (navigator.gpu is missing)';
+  const adapter = await gpu.requestAdapter().catch(() => null);
+  if (!adapter) return 'WebGPU is present but no GPU adapter is available';
+  if (!forced && isSoftwareAdapter(adapter)) return 'the only WebGPU adapter is a software one (slower than wasm)';
+  return null;
+}
+
+/** Loads one backend's code and makes it current; returns why it failed, or null. */
+async function trySetBackend(name: BrowserBackend, forced: boolean): Promise<string | null> {
+  try {
+    if (name === 'webgpu') {
+      const problem = await webgpuProblem(forced);
+      if (problem) return problem;
+      await import('@tensorflow/tfjs-backend-webgpu');
+    } else if (name === 'webgl') {
+      await import('@tensorflow/tfjs-backend-webgl');
+    } else if (name === 'wasm') {
+      const wasm = await import('@tensorflow/tfjs-backend-wasm');
+      const urls = await import('./cells/wasm-urls');
+      wasm.setWasmPaths(urls.wasmFileMap, true);
+      registerWasmConvGrad();
+    } else {
+      await import('@tensorflow/tfjs-backend-cpu');
+    }
+    if (!(await tf.setBackend(name))) return `tfjs could not initialise the ${name} backend`;
+    await tf.ready();
+    return null;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
+/** Sets the first backend that works (or the forced one) and returns its name; throws with every reason if none does. */
+export async function initBrowserBackend(forced: BrowserBackend | null): Promise<BrowserBackend> {
+  const reasons: string[] = [];
+  for (const name of forced ? [forced] : BACKEND_ORDER) {
+    const problem = await trySetBackend(name, forced !== null);
+    if (!problem) return name;
+    reasons.push(`${name}: ${problem}`);
+  }
+  throw new Error(forced ? `the forced backend failed: ${reasons[0]}` : `no tfjs backend works here (${reasons.join('; ')})`);
+}

@@ -1,0 +1,31 @@
+// Classifier-free guidance: eps_u + w (eps_c - eps_u) for one class, sampled with DDIM from the seed.
+import { ddimSample, guidedEps } from '../../diffusion';
+import type { CellContext } from './controller';
+import { drawImages } from './draw';
+import { siteModel, startEngine, yieldToPage } from './engine';
+import { elapsedMs, labelsFor } from './sampling';
+
+export async function run(ctx: CellContext) {
+  await startEngine(ctx);
+  const model = await siteModel(ctx);
+  ctx.show('source', model.source);
+  const batch = ctx.tiny ? 1 : 8;
+  const w = ctx.number('w');
+  const labels = labelsFor(model, ctx.value('label'), batch)!;
+  const steps = Math.min(ctx.tiny ? 2 : ctx.number('steps'), model.schedule.T - 1);
+  const start = performance.now();
+  const x0 = await ddimSample(guidedEps(model.params, model.config, labels, w), model.schedule, [batch, 28, 28, 1], {
+    seed: ctx.seed, signal: ctx.signal, steps,
+    onStep: async ({ step, steps: n }) => {
+      ctx.progress(step, n);
+      await yieldToPage();
+    },
+  });
+  try {
+    drawImages(ctx.canvas('samples'), await x0.data(), batch, 28, 28, { range: [-1, 1], cols: Math.min(batch, 8) });
+    ctx.show('caption', `class ${labels[0]}, w = ${w}, ${steps} DDIM steps, ${elapsedMs(start)} ms`
+      + (w === 0 ? ' (w = 0: unconditional)' : w === 1 ? ' (w = 1: conditional, no guidance)' : ''));
+  } finally {
+    x0.dispose();
+  }
+}

@@ -1,0 +1,137 @@
+// Every run-this-cell island in headless Chromium, on the webgpu backend (SwiftShader, forced) and on wasm,
+// at the `?cells=tiny` settings: one image, a few steps, a random 32-channel model, through the readers' code path.
+import type { Server } from 'node:http';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rngFromSeed, torchShapes, writeSafetensors, type HostTensor, type UNetConfig } from '../src/lib/diffusion';
+import { canvasPng, launchChromium, runCell, serveDir } from './helpers/site-browser';
+import { siteDist } from './helpers/site-dist';
+
+const CELLS = ['forward-noising', 'network-trace', 'live-training', 'ddpm-sampling', 'ddim-vs-ddpm', 'guidance', 'load-checkpoint'];
+const LAB = '/lab/';
+
+/** A checkpoint of the paper's UNet with random weights, written as PyTorch would (pure JS, no tfjs backend). */
+function randomCheckpoint(config: UNetConfig): Buffer {
+  const rng = rngFromSeed(3);
+  const tensors: Record<string, HostTensor> = {};
+  for (const [name, shape] of Object.entries(torchShapes(config))) {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const scale = 1 / Math.sqrt(shape.slice(1).reduce((a, b) => a * b, 1) || 1);
+    tensors[name] = { shape, data: Float32Array.from({ length: size }, () => (rng() / 2 ** 32 - 0.5) * 2 * scale) };
+  }
+  return Buffer.from(writeSafetensors(tensors, { schedule: 'cosine', T: '20' }));
+}
+
+let origin = '';
+let server: Server;
+let browser: Browser;
+
+beforeAll(async () => {
+  ({ origin, server } = await serveDir(siteDist()));
+  browser = await launchChromium();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+/** A fresh page that records page errors. */
+async function open(path: string): Promise<{ page: Page; errors: string[] }> {
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(origin + path);
+  return { page, errors };
+}
+
+async function chooseCheckpoint(page: Page, buffer: Buffer, name = 'model.safetensors') {
+  await page.locator('[data-run-cell="load-checkpoint"] input[type="file"]').setInputFiles({ name, mimeType: 'application/octet-stream', buffer });
+}
+
+describe.each(['webgpu', 'wasm'])('every cell on %s', (backend) => {
+  it('runs to done with drawn canvases and no page error', async () => {
+    const { page, errors } = await open(`${LAB}?backend=${backend}&cells=tiny`);
+    await chooseCheckpoint(page, randomCheckpoint({ imageChannels: 1, channels: 32, classes: 10 }));
+    for (const name of CELLS) {
+      const result = await runCell(page, name);
+      expect({ name, ...result }).toEqual({ name, state: 'done', backend, error: '', blank: [] });
+    }
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 600_000);
+});
+
+describe('cells on wasm', () => {
+  it('keep tf.memory() flat over ten runs of the sampling cell', async () => {
+    const { page, errors } = await open(`${LAB}?backend=wasm&cells=tiny`);
+    const counts: number[] = [];
+    for (let i = 0; i < 11; i++) {
+      expect((await runCell(page, 'ddpm-sampling')).state).toBe('done');
+      counts.push(await page.evaluate(() => (window as unknown as { __tfMemory(): { numTensors: number } }).__tfMemory().numTensors));
+    }
+    expect(counts.slice(1)).toEqual(Array(10).fill(counts[0]));
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('are reproducible from the seed, also when two cells run at once', async () => {
+    const { page, errors } = await open(`${LAB}?backend=wasm&cells=tiny`);
+    expect((await runCell(page, 'ddpm-sampling')).state).toBe('done');
+    const alone = await canvasPng(page, 'ddpm-sampling', 'samples');
+    const [a, b] = await Promise.all([runCell(page, 'ddpm-sampling'), runCell(page, 'ddim-vs-ddpm')]);
+    expect([a.state, b.state]).toEqual(['done', 'done']);
+    expect(await canvasPng(page, 'ddpm-sampling', 'samples')).toBe(alone);
+    await page.locator('[data-run-cell="ddpm-sampling"] input[data-seed]').fill('2');
+    expect((await runCell(page, 'ddpm-sampling')).state).toBe('done');
+    expect(await canvasPng(page, 'ddpm-sampling', 'samples')).not.toBe(alone);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('say clearly when a checkpoint is not a compatible model', async () => {
+    const { page, errors } = await open(`${LAB}?backend=wasm&cells=tiny`);
+    await chooseCheckpoint(page, Buffer.from('this is not a safetensors file'), 'notes.safetensors');
+    const bad = await runCell(page, 'load-checkpoint');
+    expect(bad.state).toBe('error');
+    expect(bad.error).toMatch(/^notes\.safetensors is not a compatible model: /);
+    await chooseCheckpoint(page, randomCheckpoint({ imageChannels: 3, channels: 32, classes: null }), 'cifar.safetensors');
+    const rgb = await runCell(page, 'load-checkpoint');
+    expect(rgb).toMatchObject({ state: 'done', blank: [] });
+    expect(await page.locator('[data-run-cell="load-checkpoint"] [data-out="model"]').textContent()).toMatch(/3 image channels, unconditional; cosine, T = 20 \(from the file\)/);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('cancel a long run from the Cancel button', async () => {
+    const { page } = await open(`${LAB}?backend=wasm&model=random`);
+    const root = page.locator('[data-run-cell="ddpm-sampling"]');
+    await root.locator('input[name="batch"]').fill('1');
+    await root.locator('button[data-run]').click();
+    await page.waitForFunction(() => /step [2-9]\d* of 1000/.test(document.querySelector('[data-run-cell="ddpm-sampling"] [data-progress-text]')?.textContent ?? ''), null, { timeout: 120_000 });
+    await root.locator('button[data-cancel]').click();
+    await page.waitForFunction(() => document.querySelector('[data-run-cell="ddpm-sampling"]')?.getAttribute('data-state') === 'cancelled', null, { timeout: 10_000 });
+    expect(await root.locator('[data-status]').textContent()).toMatch(/^Cancelled after/);
+    await page.close();
+  });
+});
+
+describe('a page with cells', () => {
+  it('loads no tfjs code until the first run', async () => {
+    const page = await browser.newPage();
+    const scripts: { url: string; tfjs: boolean }[] = [];
+    page.on('response', async (response) => {
+      if (!response.url().endsWith('.js')) return;
+      const body = await response.text().catch(() => '');
+      scripts.push({ url: response.url(), tfjs: body.includes('TENSORLIKE_CHECK_SHAPE_CONSISTENCY') });
+    });
+    await page.goto(`${origin}${LAB}?backend=wasm&cells=tiny`, { waitUntil: 'networkidle' });
+    const before = scripts.length;
+    expect(before).toBeGreaterThan(0);
+    expect(scripts.filter((s) => s.tfjs)).toEqual([]);
+    expect((await runCell(page, 'guidance')).state).toBe('done');
+    await page.waitForLoadState('networkidle');
+    expect(scripts.slice(before).some((s) => s.tfjs)).toBe(true);
+    await page.close();
+  });
+});
