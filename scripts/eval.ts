@@ -1,0 +1,133 @@
+// npm run eval -- --model NAME [--guidance 0,1,2,4] [--per-class 10] [--steps 50] [--seed 0] [--data DIR] [--no-write]
+// Scores a class-conditional model with the project's classifier (public/models/classifier-DATASET):
+// for each guidance w (the model's default and 0, 1, 2, 4), K DDIM samples per class; the share that the
+// classifier recognises as the requested class, and the Frechet distance between classifier features of the
+// samples and of the held-out real images, beside the same distance for as many real training images (the floor).
+// The numbers go into the model card's "eval" block, and one sample grid per w beside it (NAME-w{w}.png).
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
+import { loadDataset, type DatasetName, type Dataset } from '../src/lib/data/datasets';
+import { epochOrder } from '../src/lib/data/batches';
+import { encodeGreyPng } from '../src/lib/data/png';
+import { labelledGrid } from '../src/lib/data/grid';
+import { classify, loadClassifier, type ClassifierConfig, type ClassifierParams } from '../src/lib/classifier/cnn';
+import { fitGaussian, frechetDistance, type Gaussian } from '../src/lib/classifier/frechet';
+import { loadModel, MODELS_DIR, modelPaths, readJsonFile, sampleImages, type ModelCard } from './models';
+import { need, num, parseFlags, runMain, writeAtomic } from './cli';
+
+const FLAGS = ['model', 'guidance', 'per-class', 'steps', 'seed', 'data', 'models', 'classifier', 'no-write', 'backend'];
+
+async function main() {
+  const flags = parseFlags(process.argv.slice(2), FLAGS);
+  const name = need(flags, 'model');
+  const dir = typeof flags.models === 'string' ? resolve(flags.models) : MODELS_DIR;
+  const K = num(flags, 'per-class', 10, (k) => Number.isInteger(k) && k >= 2);
+  const steps = num(flags, 'steps', 50, (s) => Number.isInteger(s) && s >= 1);
+  const seed = num(flags, 'seed', 0, (s) => Number.isInteger(s) && s >= 0);
+  const extra = typeof flags.guidance === 'string' ? flags.guidance.split(',').map(Number) : [0, 1, 2, 4];
+  if (!extra.length || !extra.every(Number.isFinite)) throw new Error(`--guidance must be numbers separated by commas, received ${JSON.stringify(flags.guidance)}`);
+  await useNodeBackend((typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend);
+
+  const model = loadModel(name, dir);
+  const { card } = model;
+  const classifierName = typeof flags.classifier === 'string' ? flags.classifier : `classifier-${card.dataset}`;
+  const judge = loadJudge(classifierName, dir);
+  const dataDir = typeof flags.data === 'string' ? flags.data : undefined;
+  const heldOut = loadDataset(card.dataset as DatasetName, 'test', dataDir);
+  const train = loadDataset(card.dataset as DatasetName, 'train', dataDir);
+  const classes = card.classNames.length;
+  const reference = fitGaussian((await classify(judge.params, judge.config, heldOut.images)).features, judge.config.features);
+
+  // The floor: K real training images per class, scored exactly as the samples are.
+  const real = perClassSubset(train, K, seed);
+  const floor = await score(judge, real.images, real.labels, reference);
+  process.stderr.write(`real training images (${real.labels.length}): recognised ${pct(floor.recognised)}, Frechet ${floor.frechet.toFixed(2)} (the floor)\n`);
+
+  const labels = Array.from({ length: classes * K }, (_, i) => Math.floor(i / K)); // K of class 0, then K of class 1, ...
+  const ws = [...new Set([card.recommended.guidance, ...extra])];
+  const results = [];
+  for (const w of ws) {
+    const started = performance.now();
+    const images = await sampleImages(model, labels, { sampler: 'ddim', steps, eta: 0, guidance: w, seed });
+    const s = await score(judge, images, labels, reference);
+    const seconds = (performance.now() - started) / 1000;
+    process.stderr.write(`w = ${w}: recognised ${pct(s.recognised)}, Frechet ${s.frechet.toFixed(2)} (${seconds.toFixed(0)} s)\n`);
+    results.push({ guidance: w, recognised: round(s.recognised), perClass: s.perClass.map(round), frechet: round(s.frechet), grid: `${modelPaths(name, dir).name}-w${w}.png` });
+    if (flags['no-write'] !== true) {
+      const grid = labelledGrid(images, labels, { scale: 2 });
+      writeAtomic(join(dir, `${modelPaths(name, dir).name}-w${w}.png`), encodeGreyPng(grid.pixels, grid.width, grid.height));
+    }
+  }
+  const evalBlock = {
+    command: `npm run eval -- --model ${name}`,
+    classifier: classifierName, classifierHeldOutAccuracy: judge.heldOutAccuracy,
+    sampler: 'ddim', steps, eta: 0, seed, samplesPerClass: K,
+    imagesSeen: (card.training as { imagesSeen?: number } | undefined)?.imagesSeen ?? null,
+    heldOutImages: heldOut.count,
+    floor: { images: real.labels.length, recognised: round(floor.recognised), frechet: round(floor.frechet) },
+    defaultGuidance: card.recommended.guidance,
+    results,
+    date: new Date().toISOString(),
+  };
+  if (flags['no-write'] !== true) {
+    const paths = modelPaths(name, dir);
+    const fresh = readJsonFile<ModelCard>(paths.card); // re-read: a running training may have rewritten it meanwhile
+    writeAtomic(paths.card, `${JSON.stringify({ ...fresh, eval: evalBlock }, null, 1)}\n`);
+    process.stderr.write(`wrote the eval block into ${paths.card}\n`);
+  }
+  process.stdout.write(`${table(evalBlock)}\n`);
+}
+
+function loadJudge(name: string, dir: string) {
+  const paths = modelPaths(name, dir);
+  if (!existsSync(paths.weights) || !existsSync(paths.card)) {
+    throw new Error(`classifier "${name}" not found: expected ${paths.weights} and its .json; train it with npm run train-classifier -- --dataset DATASET`);
+  }
+  const card = readJsonFile<{ architecture: ClassifierConfig; heldOut?: { accuracy: number } }>(paths.card);
+  const config = card.architecture;
+  return { config, params: loadClassifier(new Uint8Array(readFileSync(paths.weights)), config) as ClassifierParams, heldOutAccuracy: card.heldOut?.accuracy ?? null };
+}
+
+/** K images of every class from a data set, chosen by a seeded permutation. */
+function perClassSubset(d: Dataset, K: number, seed: number) {
+  const order = epochOrder(seed, 0, d.count);
+  const labels: number[] = [];
+  const picked: number[] = [];
+  for (let c = 0; c < d.classNames.length; c++) {
+    const mine = Array.from(order).filter((i) => d.labels[i] === c).slice(0, K);
+    picked.push(...mine);
+    labels.push(...mine.map(() => c));
+  }
+  const px = 28 * 28;
+  const images = new Float32Array(picked.length * px);
+  picked.forEach((i, k) => images.set(d.images.subarray(i * px, (i + 1) * px), k * px));
+  return { images, labels };
+}
+
+async function score(judge: ReturnType<typeof loadJudge>, images: Float32Array, labels: number[], reference: Gaussian) {
+  const { predicted, features } = await classify(judge.params, judge.config, images);
+  const hits = labels.map((l, i) => (predicted[i] === l ? 1 : 0));
+  const classes = Math.max(...labels) + 1;
+  const perClass = Array.from({ length: classes }, (_, c) => {
+    const mine = hits.filter((_, i) => labels[i] === c);
+    return mine.reduce((a: number, b) => a + b, 0) / Math.max(1, mine.length);
+  });
+  return {
+    recognised: hits.reduce((a: number, b) => a + b, 0) / hits.length,
+    perClass,
+    frechet: frechetDistance(fitGaussian(features, judge.config.features), reference),
+  };
+}
+
+const round = (x: number) => Number(x.toFixed(4));
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+function table(e: { floor: { recognised: number; frechet: number }; results: { guidance: number; recognised: number; frechet: number }[]; samplesPerClass: number; steps: number }) {
+  const rows = [['', 'recognised', 'Frechet distance'], ['real training images', pct(e.floor.recognised), e.floor.frechet.toFixed(2)],
+    ...e.results.map((r) => [`DDIM-${e.steps}, w = ${r.guidance}`, pct(r.recognised), r.frechet.toFixed(2)])];
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r, i) => `| ${r.map((c, j) => c.padEnd(widths[j])).join(' | ')} |${i === 0 ? `\n| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |` : ''}`).join('\n');
+}
+
+runMain(main);
