@@ -1,10 +1,12 @@
 // Every run-this-cell island in headless Chromium, on the webgpu backend (SwiftShader, forced) and on wasm,
 // at the `?cells=tiny` settings: one image, a few steps, a random 32-channel model, through the readers' code path.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import type { Browser, Page } from 'playwright-core';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rngFromSeed, torchShapes, writeSafetensors, type HostTensor, type UNetConfig } from '../src/lib/diffusion';
-import { canvasPng, launchChromium, runCell, serveDir } from './helpers/site-browser';
+import { canvasPng, CHROMIUM_ARGS, launchChromium, runCell, serveDir } from './helpers/site-browser';
 import { siteDist } from './helpers/site-dist';
 
 const CELLS = ['forward-noising', 'network-trace', 'live-training', 'ddpm-sampling', 'ddim-vs-ddpm', 'guidance', 'load-checkpoint'];
@@ -49,22 +51,39 @@ async function chooseCheckpoint(page: Page, buffer: Buffer, name = 'model.safete
   await page.locator('[data-run-cell="load-checkpoint"] input[type="file"]').setInputFiles({ name, mimeType: 'application/octet-stream', buffer });
 }
 
-describe.each(['webgpu', 'wasm'])('every cell on %s', (backend) => {
+/** The chapter pages with cells, each with the cells it holds; the playground page until chapters have any. */
+function pagesWithCells(): { path: string; cells: string[] }[] {
+  const dist = siteDist();
+  const chapters = existsSync(join(dist, 'chapters')) ? readdirSync(join(dist, 'chapters')).map((c) => `/chapters/${c}/`) : [];
+  const found = (paths: string[]) => paths.map((path) => {
+    const file = join(dist, path, 'index.html');
+    const html = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    return { path, cells: [...html.matchAll(/data-run-cell="([^"]+)"/g)].map((m) => m[1]) };
+  }).filter((p) => p.cells.length > 0);
+  const inChapters = found(chapters);
+  return inChapters.length ? inChapters : found([LAB]);
+}
+
+describe.each(['webgpu', 'wasm'])('every cell of every chapter on %s', (backend) => {
   it('runs to done with drawn canvases and no page error', async () => {
-    const { page, errors } = await open(`${LAB}?backend=${backend}&cells=tiny`);
-    await chooseCheckpoint(page, randomCheckpoint({ imageChannels: 1, channels: 32, classes: 10 }));
-    for (const name of CELLS) {
-      const result = await runCell(page, name);
-      expect({ name, ...result }).toEqual({ name, state: 'done', backend, error: '', blank: [] });
+    const pages = pagesWithCells();
+    expect(pages.flatMap((p) => p.cells).sort()).toEqual([...CELLS].sort());
+    for (const { path, cells } of pages) {
+      const { page, errors } = await open(`${path}?backend=${backend}&cells=tiny`);
+      if (cells.includes('load-checkpoint')) await chooseCheckpoint(page, randomCheckpoint({ imageChannels: 1, channels: 32, classes: 10 }));
+      for (const name of cells) {
+        const result = await runCell(page, name);
+        expect({ path, name, ...result }).toEqual({ path, name, state: 'done', backend, error: '', blank: [] });
+      }
+      expect({ path, errors }).toEqual({ path, errors: [] });
+      await page.close();
     }
-    expect(errors).toEqual([]);
-    await page.close();
   }, 600_000);
 });
 
-describe('cells on wasm', () => {
-  it('keep tf.memory() flat over ten runs of the sampling cell', async () => {
-    const { page, errors } = await open(`${LAB}?backend=wasm&cells=tiny`);
+describe.each(['webgpu', 'wasm'])('the sampling cell on %s', (backend) => {
+  it('keeps tf.memory() flat over ten runs', async () => {
+    const { page, errors } = await open(`${LAB}?backend=${backend}&cells=tiny`);
     const counts: number[] = [];
     for (let i = 0; i < 11; i++) {
       expect((await runCell(page, 'ddpm-sampling')).state).toBe('done');
@@ -73,8 +92,10 @@ describe('cells on wasm', () => {
     expect(counts.slice(1)).toEqual(Array(10).fill(counts[0]));
     expect(errors).toEqual([]);
     await page.close();
-  });
+  }, 300_000);
+});
 
+describe('cells on wasm', () => {
   it('are reproducible from the seed, also when two cells run at once', async () => {
     const { page, errors } = await open(`${LAB}?backend=wasm&cells=tiny`);
     expect((await runCell(page, 'ddpm-sampling')).state).toBe('done');
@@ -117,6 +138,30 @@ describe('cells on wasm', () => {
 });
 
 describe('a page with cells', () => {
+  it('says so when WebGPU is forced in a browser without it', async () => {
+    const plain = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true,
+      args: CHROMIUM_ARGS.filter((a) => a !== '--enable-unsafe-webgpu').concat('--disable-features=WebGPU') });
+    try {
+      const page = await plain.newPage();
+      await page.goto(`${origin}${LAB}?backend=webgpu&cells=tiny`);
+      const result = await runCell(page, 'forward-noising');
+      expect(result.state).toBe('error');
+      expect(result.error).toMatch(/^WebGPU is not available here: .*Remove \?backend=webgpu/);
+    } finally {
+      await plain.close();
+    }
+  });
+
+  it('skips the software (SwiftShader) WebGPU adapter when no backend is forced', async () => {
+    const { page, errors } = await open(`${LAB}?cells=tiny`);
+    const result = await runCell(page, 'forward-noising');
+    expect(result.state).toBe('done');
+    expect(['webgl', 'wasm', 'cpu']).toContain(result.backend);
+    expect(await page.locator('[data-run-cell="forward-noising"] [data-backend-label]').textContent()).toBe(`backend: ${result.backend}`);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
   it('loads no tfjs code until the first run', async () => {
     const page = await browser.newPage();
     const scripts: { url: string; tfjs: boolean }[] = [];

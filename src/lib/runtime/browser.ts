@@ -17,7 +17,11 @@ export function forcedBackend(search: string): BrowserBackend | null {
   return name as BrowserBackend;
 }
 
-interface AdapterLike { isFallbackAdapter?: boolean; info?: Record<string, unknown> }
+interface AdapterLike {
+  isFallbackAdapter?: boolean;
+  info?: Record<string, unknown>;
+  requestAdapterInfo?: () => Promise<Record<string, unknown>>; // Chrome before 127
+}
 
 /** True for a CPU-emulated WebGPU adapter: it says it is a fallback, or its vendor/architecture/description names one. */
 export function isSoftwareAdapter(adapter: AdapterLike): boolean {
@@ -33,6 +37,7 @@ async function webgpuProblem(forced: boolean): Promise<string | null> {
   if (!gpu) return 'this browser has no WebGPU (navigator.gpu is missing)';
   const adapter = await gpu.requestAdapter().catch(() => null);
   if (!adapter) return 'WebGPU is present but no GPU adapter is available';
+  if (!adapter.info && adapter.requestAdapterInfo) adapter.info = await adapter.requestAdapterInfo().catch(() => ({}));
   if (!forced && isSoftwareAdapter(adapter)) return 'the only WebGPU adapter is a software one (slower than wasm)';
   return null;
 }

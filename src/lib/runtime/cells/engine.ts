@@ -66,6 +66,13 @@ export function scheduleFromJson(meta: Record<string, unknown>): Schedule {
   return makeSchedule(kind ?? 'paper-linear', T ?? 1000);
 }
 
+/** The architecture a model card (scripts/models.ts's ModelCard) declares, if it declares one. */
+function cardConfig(meta: Record<string, unknown>): UNetConfig | undefined {
+  const a = meta.architecture as Partial<UNetConfig> | undefined;
+  if (!a || !Number.isInteger(a.channels) || !Number.isInteger(a.imageChannels)) return undefined;
+  return { imageChannels: a.imageChannels!, channels: a.channels!, classes: Number.isInteger(a.classes) ? a.classes! : null };
+}
+
 async function loadSiteModel(): Promise<Model> {
   const jsonUrl = `${BASE}models/mnist.json`;
   const response = await fetch(jsonUrl).catch(() => null);
@@ -76,7 +83,7 @@ async function loadSiteModel(): Promise<Model> {
   const weightsUrl = new URL(typeof meta.weights === 'string' ? meta.weights : 'mnist.safetensors', new URL(jsonUrl, location.href));
   const weights = await fetch(weightsUrl);
   if (!weights.ok) throw new Error(`could not fetch the model weights ${weightsUrl.pathname}: HTTP ${weights.status}`);
-  const { config, params } = loadUNet(new Uint8Array(await weights.arrayBuffer()));
+  const { config, params } = loadUNet(new Uint8Array(await weights.arrayBuffer()), cardConfig(meta));
   const schedule = scheduleFromJson(meta);
   return { config, params, schedule, source: `trained MNIST model (${config.channels} channels, ${schedule.kind}, T = ${schedule.T})`, warning: null };
 }

@@ -43,7 +43,10 @@ export async function run(ctx: CellContext) {
       loss.dispose();
       ctx.progress(step, steps, 'training step');
       if (step % 5 === 0 || step === steps) {
-        drawCurves(ctx.canvas('loss'), [{ label: 'loss', values: losses, color: '#1565c0' }], { log: true, title: 'L_simple per step (log scale)' });
+        const smooth: number[] = []; // exponential moving average of the loss
+        losses.forEach((v, i) => smooth.push(i ? 0.9 * smooth[i - 1] + 0.1 * v : v));
+        drawCurves(ctx.canvas('loss'), [{ label: 'loss', values: losses, color: '#90caf9' }, { label: 'moving average', values: smooth, color: '#0d47a1' }],
+          { log: true, title: 'L_simple per step (log scale)' });
         ctx.show('loss-value', `step ${step}: loss ${losses[step - 1].toFixed(4)}, ${((performance.now() - start) / step).toFixed(0)} ms per step`);
       }
       if (step % sampleEvery === 0 || step === steps) {
