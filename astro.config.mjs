@@ -50,6 +50,8 @@ export default defineConfig({
       title: 'Diffusion, Executed',
       description: 'DDPM, DDIM and classifier-free guidance: every equation beside the code that runs it.',
       customCss: ['katex/dist/katex.min.css', './src/styles/site.css'],
+      // wrap long lines in the chapters' usage examples instead of scrolling them sideways
+      expressiveCode: { defaultProps: { wrap: true } },
       sidebar: [
         { label: 'Home', link: '/' },
         { label: 'Chapters', autogenerate: { directory: 'chapters' } },

@@ -70,10 +70,10 @@ function measure(): Report {
     else if (eq.bottom <= code.top + 0.5) stacked++;
     if (code.right > innerWidth + 0.5 || eq.right > innerWidth + 0.5 || code.left < -0.5 || eq.left < -0.5) outside.push(`pair ${i}`);
   });
-  // Equations and code that would need scrolling inside their box count as clipped.
-  const clipped = [...document.querySelectorAll('.katex-display, [data-region] pre')]
-    .filter((el) => el.scrollWidth > el.clientWidth + 1)
-    .map((el) => `${el.scrollWidth} > ${el.clientWidth}: ${(el.querySelector('annotation')?.textContent ?? el.textContent ?? '').trim().slice(0, 60)}`);
+  // Anything in the chapter that the reader would have to scroll sideways (equations, code, figures) counts as clipped.
+  const clipped = [...document.querySelectorAll('main *')]
+    .filter((el) => el.scrollWidth > el.clientWidth + 1 && ['auto', 'scroll'].includes(getComputedStyle(el).overflowX))
+    .map((el) => `${el.tagName.toLowerCase()}.${el.classList[0] ?? ''} ${el.scrollWidth} > ${el.clientWidth}: ${(el.querySelector('annotation')?.textContent ?? el.textContent ?? '').trim().slice(0, 60)}`);
   return {
     clipped,
     katex: document.querySelectorAll('.katex').length,
