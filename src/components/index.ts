@@ -2,3 +2,4 @@
 export { default as EquationCode } from './EquationCode.astro';
 export { default as ScheduleFigure } from './ScheduleFigure.astro';
 export { default as UNetDiagram } from './UNetDiagram.astro';
+export { default as NoisingStrip } from './NoisingStrip.astro';
