@@ -24,6 +24,7 @@ const FLAGS = [
 /** Everything that defines a run; stored in the checkpoint so that --resume continues the same run. */
 interface RunConfig {
   dataset: DatasetName;
+  data: string | null; // --data DIR, or null for the default place; a resumed run reads the same folder unless told
   limit: number | null; // train on the first `limit` images only (tests)
   channels: number;
   timesteps: number;
@@ -61,7 +62,7 @@ async function main() {
   const checkpointMs = num(flags, 'checkpoint-minutes', 5, (n) => n > 0) * 60_000;
   const backend = (typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend;
 
-  const data = loadDataset(run.dataset, 'train', typeof flags.data === 'string' ? flags.data : undefined);
+  const data = loadDataset(run.dataset, 'train', run.data ?? undefined);
   const n = run.limit === null ? data.count : Math.min(run.limit, data.count);
   const totalSteps = Math.ceil(epochs * Math.floor(n / run.batch));
   if (run.batch > n) throw new Error(`--batch ${run.batch} is larger than the data set (${n} images)`);
@@ -97,9 +98,12 @@ async function main() {
   mkdirSync(modelsDir, { recursive: true });
 
   let stopping: string | null = null;
+  let stoppingSince = 0;
   const onSignal = (signal: string) => () => {
-    if (stopping) process.exit(130); // a second Ctrl-C: give up without saving
-    stopping = signal;
+    // Ctrl-C reaches this process twice (from the terminal and relayed by tsx): only a later one quits without saving
+    if (stopping && Date.now() - stoppingSince > 2000) process.exit(130);
+    if (stopping) return;
+    [stopping, stoppingSince] = [signal, Date.now()];
     process.stderr.write(`\n${signal}: saving a checkpoint before exiting (Ctrl-C again to quit at once)\n`);
   };
   process.on('SIGINT', onSignal('SIGINT'));
@@ -125,6 +129,7 @@ async function main() {
     state.losses.push(value);
     state.step = tr.step;
     progress(state.step, state.losses);
+    await new Promise((resolve) => setImmediate(resolve)); // let signals and piped stderr through: wasm's data() never leaves the microtask queue
     if (Date.now() - lastSave > checkpointMs) {
       state.wallSeconds += (performance.now() - sessionStart) / 1000;
       sessionStart = performance.now();
@@ -149,6 +154,7 @@ function freshConfig(flags: Record<string, string | true>): RunConfig {
   const ema = flags.ema === 'none' ? null : num(flags, 'ema', 0.999, (d) => d > 0 && d < 1);
   return {
     dataset, schedule,
+    data: typeof flags.data === 'string' ? resolve(flags.data) : null,
     limit: flags.limit === undefined ? null : num(flags, 'limit', 0, int),
     channels: num(flags, 'channels', 32, (c) => int(c) && c % 32 === 0),
     timesteps: num(flags, 'timesteps', 300, (t) => int(t) && t >= 2),
@@ -162,7 +168,7 @@ function freshConfig(flags: Record<string, string | true>): RunConfig {
   };
 }
 
-/** A resumed run keeps its data, architecture, schedule, batch order and randomness; --lr, --epochs and --guidance may change. */
+/** A resumed run keeps its data, architecture, schedule, batch order and randomness; --lr, --epochs, --guidance and --data (a moved folder) may change. */
 function resumedConfig(run: RunConfig, flags: Record<string, string | true>): RunConfig {
   const fixed: [string, unknown][] = [
     ['dataset', run.dataset], ['channels', run.channels], ['timesteps', run.timesteps], ['schedule', run.schedule],
@@ -173,7 +179,10 @@ function resumedConfig(run: RunConfig, flags: Record<string, string | true>): Ru
       throw new Error(`--${flag} ${flags[flag]} differs from the checkpoint's ${value}: a resumed run keeps it (leave the flag out)`);
     }
   }
-  return { ...run, lr: num(flags, 'lr', run.lr, (x) => x > 0), guidance: num(flags, 'guidance', run.guidance) };
+  return {
+    ...run, data: typeof flags.data === 'string' ? resolve(flags.data) : run.data ?? null,
+    lr: num(flags, 'lr', run.lr, (x) => x > 0), guidance: num(flags, 'guidance', run.guidance),
+  };
 }
 
 const pick = (p: Params, order: string[]): Params => Object.fromEntries(order.map((name) => [name, p[name]]));

@@ -1,0 +1,82 @@
+// npm run train on a tiny data set: resuming after an interruption reproduces the uninterrupted run exactly;
+// Ctrl-C saves a checkpoint; the exported model and card; bad flags fail with one line.
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readSafetensors } from '../src/lib/diffusion/weights';
+import { makeMnistJson, npmRun, tempDir } from './helpers/tiny-datasets';
+
+const data = makeMnistJson(2); // 2 images per digit: 20 training images
+const work = tempDir('train-');
+const dirs = ['--checkpoints', join(work, 'ck'), '--models', join(work, 'models')];
+const run = ['--dataset', 'mnist', '--data', data, '--channels', '32', '--timesteps', '50', '--batch', '3', '--limit', '8',
+  '--epochs', '2', '--seed', '5', '--lr', '0.002', '--warmup', '2', ...dirs];
+const card = (name: string) => JSON.parse(readFileSync(join(work, 'models', `${name}.json`), 'utf8'));
+const losses = (name: string) => Array.from(readSafetensors(new Uint8Array(readFileSync(join(work, 'ck', name, 'checkpoint.safetensors')))).tensors.get('losses')!.data);
+
+describe('npm run train', () => {
+  it('resumes an interrupted run onto the same loss curve and weights as an uninterrupted one', () => {
+    expect(npmRun('train', [...run, '--out', 'straight']).code).toBe(0);
+    expect(npmRun('train', [...run, '--out', 'split', '--stop-at', '2']).code).toBe(0);
+    expect(losses('split')).toHaveLength(2);
+    const resumed = npmRun('train', ['--resume', '--out', 'split', ...dirs]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const straight = losses('straight');
+    expect(straight).toHaveLength(4); // 2 epochs of floor(8 / 3) = 2 batches
+    expect(losses('split')).toEqual(straight);
+    expect(new Set(straight).size).toBe(4);
+    expect(readFileSync(join(work, 'models', 'split.safetensors'))).toEqual(readFileSync(join(work, 'models', 'straight.safetensors')));
+  });
+
+  it('exports the EMA weights in the PyTorch layout with a model card', () => {
+    const { tensors } = readSafetensors(new Uint8Array(readFileSync(join(work, 'models', 'straight.safetensors'))));
+    expect(tensors.get('down_block1.weight')!.shape).toEqual([32, 1, 3, 3]);
+    expect(tensors.get('class_emb.weight')!.shape).toEqual([10, 64]);
+    const c = card('straight');
+    expect(c.architecture).toEqual({ imageChannels: 1, channels: 32, classes: 10, imageSize: 28 });
+    expect(c.schedule).toEqual({ kind: 'paper-linear', T: 50 });
+    expect(c.classNames).toHaveLength(10);
+    expect(c.recommended).toMatchObject({ sampler: 'ddim', steps: 49, eta: 0, guidance: 3 });
+    expect(c.training).toMatchObject({ dataset: 'mnist', images: 8, steps: 4, imagesSeen: 12, epochs: 2, seed: 5, labelDropout: 0.1, weights: 'ema' });
+    expect(c.training.lossCurve).toHaveLength(4);
+    expect(c.training.finalLoss).toBeCloseTo(losses('straight').reduce((a, b) => a + b) / 4, 5);
+  });
+
+  it('saves a checkpoint on Ctrl-C and exits with 130', async () => {
+    // its own process group, which Ctrl-C in a terminal signals as a whole
+    const child = spawn('node_modules/.bin/tsx', ['scripts/train.ts', ...run, '--epochs', '1000', '--out', 'interrupted'], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    await new Promise<void>((ok) => { const poll = setInterval(() => stderr.includes('training interrupted') && (clearInterval(poll), ok()), 50); });
+    await new Promise((ok) => setTimeout(ok, 1500));
+    const exited = new Promise((ok) => child.on('exit', ok));
+    process.kill(-child.pid!, 'SIGINT');
+    const timer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 60_000); // never leave it running
+    const code = await exited;
+    clearTimeout(timer);
+    expect(code, stderr).toBe(130);
+    expect(stderr).toMatch(/SIGINT: saving a checkpoint/);
+    expect(existsSync(join(work, 'ck', 'interrupted', 'checkpoint.safetensors'))).toBe(true);
+    expect(card('interrupted').training.steps).toBe(losses('interrupted').length);
+  });
+
+  it('fails with one line on bad input', () => {
+    const cases: [string[], RegExp][] = [
+      [[...run, '--out', 'straight'], /exists: pass --resume/],
+      [['--resume', '--out', 'nothing-here', ...dirs], /nothing to resume/],
+      [[...run, '--out', 'x', '--dataset', 'cifar'], /--dataset must be one of mnist, fashion-mnist/],
+      [[...run, '--out', 'x', '--channels', '48'], /--channels must be a valid number/],
+      [[...run, '--out', 'x', '--bogus', '1'], /unknown flag --bogus/],
+      [['--resume', '--out', 'straight', '--batch', '4', ...dirs], /--batch 4 differs from the checkpoint's 3/],
+      [[...run, '--out', '../escape'], /--out must be a plain name/],
+      [[...run, '--out', 'x', '--data', work], /MNIST digits not found/],
+    ];
+    for (const [args, message] of cases) {
+      const r = npmRun('train', args);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(message);
+    }
+  });
+});
