@@ -2,7 +2,7 @@
 // equation/code pairs side by side on wide screens and stacked on narrow ones, nothing overflowing the page or
 // overlapping. Full-page screenshots go to tmp/screenshots (git-ignored) for a human to look at.
 import { createServer, type Server } from 'node:http';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
@@ -134,5 +134,15 @@ it('hovering a symbol in an equation highlights the code that computes it, and t
     expect(await step.locator('.sym-on').count(), 'the previous highlight is gone').toBe(0);
   } finally {
     await page.close();
+  }
+});
+
+it('offers the library as a zip holding every file of src/lib/diffusion unchanged', async () => {
+  const zip = Buffer.from(await (await fetch(`${origin}/downloads/diffusion.zip`)).arrayBuffer());
+  expect(zip.readUInt32LE(0), 'a zip local file header').toBe(0x04034b50);
+  const dir = join(process.cwd(), 'src/lib/diffusion');
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts'))) {
+    expect(zip.includes(Buffer.from(`diffusion/${file}`)), `${file} is in the zip`).toBe(true);
+    expect(zip.includes(readFileSync(join(dir, file))), `${file} is stored unchanged`).toBe(true);
   }
 });
