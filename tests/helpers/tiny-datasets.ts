@@ -1,5 +1,5 @@
 // Small data sets in the two on-disk formats, made in a temporary folder for tests of the loaders and the CLIs.
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,11 +40,6 @@ export const tempDir = (prefix: string) => {
 
 /** Runs `npm run -s NAME -- ...args`; returns the exit code and both streams instead of throwing. */
 export function npmRun(name: string, args: string[]): { code: number; stdout: string; stderr: string } {
-  try {
-    const stdout = execFileSync('npm', ['run', '-s', name, '--', ...args], { stdio: 'pipe', encoding: 'utf8' });
-    return { code: 0, stdout, stderr: '' };
-  } catch (error) {
-    const e = error as { status: number; stdout: string; stderr: string };
-    return { code: e.status, stdout: e.stdout, stderr: e.stderr };
-  }
+  const r = spawnSync('npm', ['run', '-s', name, '--', ...args], { encoding: 'utf8' });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
