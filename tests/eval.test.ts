@@ -1,0 +1,67 @@
+// The evaluation classifier and npm run eval on a tiny model: numbers per guidance in the model card, grids beside it.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { backend } from './helpers/backend';
+import { DEFAULT_CLASSIFIER, classify, classifierLoss, initClassifier, loadClassifier, saveClassifier } from '../src/lib/classifier/cnn';
+import { makeMnistJson, npmRun, tempDir } from './helpers/tiny-datasets';
+
+const work = tempDir('eval-');
+const models = join(work, 'models');
+const data = makeMnistJson(10); // 9 training and 1 held-out image per digit
+
+describe('the evaluation classifier', () => {
+  it('classifies and embeds without leaking tensors, and round-trips through safetensors', async () => {
+    const tf = await backend('wasm');
+    const p = initClassifier(DEFAULT_CLASSIFIER, 1);
+    const before = tf.memory().numTensors;
+    const images = new Float32Array(3 * 784).map((_, i) => Math.sin(i));
+    const { predicted, features } = await classify(p, DEFAULT_CLASSIFIER, images, 2);
+    const loss = classifierLoss(p, DEFAULT_CLASSIFIER, tf.tensor4d(images, [3, 28, 28, 1]), [0, 1, 2]);
+    expect((await loss.data())[0]).toBeGreaterThan(0);
+    tf.dispose(loss);
+    expect(tf.memory().numTensors).toBe(before + 1); // only the input tensor made above
+    expect(predicted).toHaveLength(3);
+    expect(features).toHaveLength(3 * DEFAULT_CLASSIFIER.features);
+    const back = loadClassifier(await saveClassifier(p), DEFAULT_CLASSIFIER);
+    expect((await classify(back, DEFAULT_CLASSIFIER, images)).features).toEqual(features);
+    const partial = await saveClassifier({ 'conv1.weight': p['conv1.weight'] });
+    expect(() => loadClassifier(partial, DEFAULT_CLASSIFIER)).toThrow(/lack tensor "conv1.bias"/);
+  });
+});
+
+describe('npm run eval', () => {
+  beforeAll(() => {
+    for (const [name, args] of [
+      ['train', ['--dataset', 'mnist', '--channels', '32', '--timesteps', '40', '--batch', '4', '--epochs', '1', '--stop-at', '1', '--out', 'tiny', '--checkpoints', join(work, 'ck')]],
+      ['train-classifier', ['--dataset', 'mnist', '--epochs', '1', '--batch', '30']],
+    ] as const) {
+      const r = npmRun(name, [...args, '--data', data, '--models', models]);
+      if (r.code !== 0) throw new Error(r.stderr);
+    }
+  });
+
+  it('scores samples per guidance against the floor of real images and writes them into the model card', () => {
+    const r = npmRun('eval', ['--model', 'tiny', '--models', models, '--data', data, '--per-class', '2', '--steps', '2', '--guidance', '0,1']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/real training images/);
+    const card = JSON.parse(readFileSync(join(models, 'tiny.json'), 'utf8'));
+    expect(card.eval).toMatchObject({ classifier: 'classifier-mnist', sampler: 'ddim', steps: 2, samplesPerClass: 2, heldOutImages: 10, defaultGuidance: 3 });
+    expect(card.eval.results.map((x: { guidance: number }) => x.guidance)).toEqual([3, 0, 1]);
+    for (const x of card.eval.results) {
+      expect(x.recognised).toBeGreaterThanOrEqual(0);
+      expect(x.recognised).toBeLessThanOrEqual(1);
+      expect(x.perClass).toHaveLength(10);
+      expect(Number.isFinite(x.frechet)).toBe(true);
+      expect(existsSync(join(models, x.grid))).toBe(true);
+    }
+    expect(card.eval.floor.images).toBe(20);
+    expect(card.training.steps).toBe(1); // the rest of the card is kept
+  });
+
+  it('says how to get a missing classifier', () => {
+    const r = npmRun('eval', ['--model', 'tiny', '--models', models, '--data', data, '--classifier', 'nope']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/classifier "nope" not found: .*npm run train-classifier/);
+  });
+});
