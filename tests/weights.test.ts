@@ -46,6 +46,14 @@ describe('reading the paper checkpoint', () => {
       expect(maxAbsDiff(again.get(name)!.data, t.data)).toBe(0);
     }
   });
+  it('reads a Node Buffer (a view into a larger pool) without shifting any tensor', () => {
+    const bytes = writeSafetensors({ a: { shape: [2], data: new Float32Array([1, 2]) }, b: { shape: [2], data: new Float32Array([3, 4]) } });
+    const pooled = Buffer.concat([Buffer.alloc(3), Buffer.from(bytes)]).subarray(3); // byteOffset 3, not aligned
+    const { tensors } = readSafetensors(pooled);
+    expect(Array.from(tensors.get('a')!.data)).toEqual([1, 2]);
+    expect(Array.from(tensors.get('b')!.data)).toEqual([3, 4]);
+    expect(loadUNet(FIXTURE).config.channels).toBe(32);
+  });
   it('F16 and BF16 tensors are upcast to float32', () => {
     const f16 = new Uint16Array([0x3c00, 0xc000, 0x3555, 0x0001, 0x7c00]); // 1, -2, ~0.33325, 2^-24, inf
     const bf16 = new Uint16Array([0x3f80, 0xc040]); // 1, -3

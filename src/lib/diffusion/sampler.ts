@@ -5,11 +5,9 @@ import type * as tf from '@tensorflow/tfjs-core';
 export type EpsFn = (xt: tf.Tensor4D, t: number) => tf.Tensor4D;
 
 export interface StepInfo {
-  step: number; // 1-based count of steps taken
-  steps: number;
+  step: number; steps: number; // step k of n, k from 1
   t: number; // the timestep just denoised
-  xt: tf.Tensor4D; // the new x; valid only during the callback
-  x0: tf.Tensor4D; // the x_0 estimate at this step; valid only during the callback
+  xt: tf.Tensor4D; x0: tf.Tensor4D; // the new x and this step's x_0 estimate, valid only during the callback
 }
 
 export interface SamplerOptions {
@@ -22,20 +20,26 @@ export interface SamplerOptions {
 
 type Step = (x: tf.Tensor4D, t: number, i: number) => { x: tf.Tensor4D; x0: tf.Tensor4D };
 
+/** Awaits the caller's onStep and frees the x_0 estimate; then stops if the signal was aborted. */
+async function report(opts: SamplerOptions, info: StepInfo) {
+  try {
+    await opts.onStep?.(info);
+  } finally {
+    info.x0.dispose();
+  }
+  if (opts.signal?.aborted) throw new DOMException('sampling was cancelled', 'AbortError');
+}
+
+// #region run-sampler
 /** Runs `step` over the timesteps `ts` from x_T; the caller owns the returned x_0. */
 export async function runSampler(xT: tf.Tensor4D, ts: number[], opts: SamplerOptions, step: Step): Promise<tf.Tensor4D> {
   let x = xT;
   try {
     for (const [i, t] of ts.entries()) {
-      if (opts.signal?.aborted) throw new DOMException('sampling was cancelled', 'AbortError');
       const next = step(x, t, i);
       x.dispose();
       x = next.x;
-      try {
-        await opts.onStep?.({ step: i + 1, steps: ts.length, t, xt: x, x0: next.x0 });
-      } finally {
-        next.x0.dispose();
-      }
+      await report(opts, { step: i + 1, steps: ts.length, t, xt: x, x0: next.x0 });
     }
     return x;
   } catch (error) {
@@ -43,3 +47,4 @@ export async function runSampler(xT: tf.Tensor4D, ts: number[], opts: SamplerOpt
     throw error;
   }
 }
+// #endregion

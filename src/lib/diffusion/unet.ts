@@ -47,6 +47,7 @@ export function initParams(c: UNetConfig, seed: number): Params {
   }));
 }
 
+// #region layouts
 /** PyTorch layout -> tfjs layout: conv OIHW -> HWIO, linear [out, in] -> [in, out]; embeddings stay. */
 export function toTfLayout(name: string, t: tf.Tensor): tf.Tensor {
   if (t.rank === 4) return tf.transpose(t, [2, 3, 1, 0]);
@@ -58,13 +59,18 @@ export function toTorchLayout(name: string, t: tf.Tensor): tf.Tensor {
   if (t.rank === 4) return tf.transpose(t, [3, 2, 0, 1]);
   return t.rank === 2 && name !== 'class_emb.weight' ? tf.transpose(t) : tf.clone(t);
 }
+// #endregion
 
-// #region conv-block
+// #region conv
 /** 3x3 conv with padding 1 on every side (PyTorch's, not tfjs 'same', which pads bottom/right only at stride 2). */
 function conv(p: Params, name: string, x: tf.Tensor4D, stride = 1): tf.Tensor4D {
   return tf.fused.conv2d({ x, filter: p[`${name}.weight`] as tf.Tensor4D, bias: p[`${name}.bias`], strides: stride, pad: 1 });
 }
 
+const block = (p: Params, name: string, x: tf.Tensor4D, stride = 1) => tf.relu(groupNorm(conv(p, name, x, stride)));
+// #endregion
+
+// #region group-norm
 /** GroupNorm(32) without learned scale or shift, as the paper's F.group_norm. */
 export function groupNorm(x: tf.Tensor4D, groups = 32, eps = 1e-5): tf.Tensor4D {
   const [B, H, W, C] = x.shape;
@@ -74,8 +80,6 @@ export function groupNorm(x: tf.Tensor4D, groups = 32, eps = 1e-5): tf.Tensor4D 
     return tf.reshape(tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, eps))), [B, H, W, C]);
   });
 }
-
-const block = (p: Params, name: string, x: tf.Tensor4D, stride = 1) => tf.relu(groupNorm(conv(p, name, x, stride)));
 // #endregion
 
 // #region upsample
@@ -137,9 +141,8 @@ export function epsTheta(p: Params, c: UNetConfig, xt: tf.Tensor4D, t: readonly 
 
 function checkInputs(c: UNetConfig, xt: tf.Tensor4D, t: readonly number[], y?: Labels) {
   const [B, H, W, io] = xt.shape;
-  if (io !== c.imageChannels || H % 4 || W % 4) {
-    throw new Error(`x_t has shape [${xt.shape}]; expected [B, H, W, ${c.imageChannels}] with H and W divisible by 4`);
-  }
+  const want = `expected [B, H, W, ${c.imageChannels}] with H and W divisible by 4`;
+  if (io !== c.imageChannels || H % 4 || W % 4) throw new Error(`x_t has shape [${xt.shape}]; ${want}`);
   if (t.length !== B) throw new Error(`received ${t.length} timesteps for a batch of ${B}`);
   if (y && y.length !== B) throw new Error(`received ${y.length} labels for a batch of ${B}`);
   const bad = y?.find((l) => l !== null && (c.classes === null || !Number.isInteger(l) || l < 0 || l >= c.classes));

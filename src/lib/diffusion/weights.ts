@@ -31,7 +31,7 @@ export function readSafetensors(bytes: Uint8Array): { tensors: Map<string, HostT
     if (!Number.isInteger(begin) || !Number.isInteger(end) || begin < 0 || end > body.length || end - begin !== size * BYTES[dtype]) {
       throw new Error(`tensor "${name}" has data offsets ${JSON.stringify(offsets)} outside the ${body.length}-byte data section or not matching its ${dtype} shape [${shape}]`);
     }
-    tensors.set(name, { shape, data: toFloat32(body.slice(begin, end), dtype) });
+    tensors.set(name, { shape, data: toFloat32(new Uint8Array(body.subarray(begin, end)), dtype) }); // a copy, 4-byte aligned
   }
   return { tensors, metadata };
 }
@@ -50,24 +50,21 @@ function toFloat32(raw: Uint8Array, dtype: string): Float32Array {
 /** Serialises float32 tensors as safetensors (names sorted, data 8-byte aligned). */
 export function writeSafetensors(tensors: Record<string, HostTensor>, metadata: Record<string, string> = {}): Uint8Array {
   const names = Object.keys(tensors).sort();
-  let offset = 0;
+  const offsets = [0];
   const header: Record<string, unknown> = Object.keys(metadata).length ? { __metadata__: metadata } : {};
-  for (const name of names) {
-    const { shape, data } = tensors[name];
-    header[name] = { dtype: 'F32', shape, data_offsets: [offset, (offset += data.length * 4)] };
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (json.length % 8)) % 8);
-  const headerBytes = new TextEncoder().encode(json);
-  const out = new Uint8Array(8 + headerBytes.length + offset);
+  names.forEach((name, i) => {
+    offsets.push(offsets[i] + tensors[name].data.byteLength);
+    header[name] = { dtype: 'F32', shape: tensors[name].shape, data_offsets: [offsets[i], offsets[i + 1]] };
+  });
+  const json = JSON.stringify(header);
+  const headerBytes = new TextEncoder().encode(json + ' '.repeat((8 - (json.length % 8)) % 8)); // data 8-byte aligned
+  const out = new Uint8Array(8 + headerBytes.length + offsets[names.length]);
   new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);
-  let at = 8 + headerBytes.length;
-  for (const name of names) {
+  names.forEach((name, i) => {
     const { data } = tensors[name];
-    out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), at);
-    at += data.byteLength;
-  }
+    out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 8 + headerBytes.length + offsets[i]);
+  });
   return out;
 }
 
@@ -78,24 +75,30 @@ export function inferConfig(tensors: Map<string, HostTensor>): UNetConfig {
   return { channels: first[0], imageChannels: first[1], classes: tensors.get('class_emb.weight')?.shape[0] ?? null };
 }
 
-/** Loads a UNet from safetensors bytes: names, shapes and values are all checked. */
-export function loadUNet(bytes: Uint8Array, expected?: UNetConfig): { config: UNetConfig; params: Params } {
-  const { tensors } = readSafetensors(bytes);
-  const config = expected ?? inferConfig(tensors);
-  const shapes = torchShapes(config);
+/** Checks names, shapes and values of a checkpoint against the UNet it should hold. */
+function checkTensors(tensors: Map<string, HostTensor>, shapes: Record<string, number[]>) {
+  const list = (names: string[]) => names.map((m) => `"${m}"`).join(', ');
   const missing = Object.keys(shapes).filter((name) => !tensors.has(name));
+  if (missing.length) throw new Error(`missing tensor${missing.length > 1 ? 's' : ''} ${list(missing)}`);
   const extra = [...tensors.keys()].filter((name) => !(name in shapes));
-  if (missing.length) throw new Error(`missing tensor${missing.length > 1 ? 's' : ''} ${missing.map((m) => `"${m}"`).join(', ')}`);
-  if (extra.length) throw new Error(`unexpected tensor${extra.length > 1 ? 's' : ''} ${extra.map((m) => `"${m}"`).join(', ')} for this UNet`);
+  if (extra.length) throw new Error(`unexpected tensor${extra.length > 1 ? 's' : ''} ${list(extra)} for this UNet`);
   for (const [name, shape] of Object.entries(shapes)) {
     const { shape: got, data } = tensors.get(name)!;
     if (got.join() !== shape.join()) throw new Error(`tensor "${name}" has shape [${got}]; expected [${shape}]`);
     if (!data.every(Number.isFinite)) throw new Error(`tensor "${name}" contains NaN or infinite values`);
   }
-  const params: Params = {};
-  for (const [name, { shape, data }] of tensors) params[name] = tf.tidy(() => toTfLayout(name, tf.tensor(data, shape)));
-  return { config, params };
 }
+
+// #region load-unet
+/** Loads a UNet from safetensors bytes (the paper's state_dict names), checked, in tfjs layouts. */
+export function loadUNet(bytes: Uint8Array, expected?: UNetConfig): { config: UNetConfig; params: Params } {
+  const { tensors } = readSafetensors(bytes);
+  const config = expected ?? inferConfig(tensors);
+  checkTensors(tensors, torchShapes(config));
+  const params = [...tensors].map(([name, { shape, data }]) => [name, tf.tidy(() => toTfLayout(name, tf.tensor(data, shape)))]);
+  return { config, params: Object.fromEntries(params) };
+}
+// #endregion
 
 /** Saves a UNet as safetensors in the PyTorch layout. */
 export async function saveUNet(params: Params, metadata: Record<string, string> = {}): Promise<Uint8Array> {
