@@ -38,7 +38,10 @@ interface RunConfig {
   guidance: number; // recommended guidance written to the model card
 }
 
-interface RunState { step: number; epochs: number; wallSeconds: number; losses: number[] }
+interface RunState {
+  step: number; epochs: number; wallSeconds: number; losses: number[];
+  lrFrom?: { step: number; lr: number }[]; // the peak learning rate from each step on (a resumed run may change it)
+}
 
 const int = (n: number) => Number.isInteger(n) && n >= 1;
 
@@ -75,6 +78,8 @@ async function main() {
   let tr: Trainer;
   const state: RunState = saved?.state ?? { step: 0, epochs, wallSeconds: 0, losses: [] };
   state.epochs = epochs;
+  state.lrFrom ??= [{ step: 0, lr: saved?.run.lr ?? run.lr }];
+  if (state.lrFrom[state.lrFrom.length - 1].lr !== run.lr) state.lrFrom.push({ step: state.step, lr: run.lr });
   if (saved) {
     const toTensors = (host: Record<string, HostTensor>): Params => Object.fromEntries(order.map((name) => {
       if (!host[name]) throw new Error(`the checkpoint lacks tensor "${name}"`);
@@ -264,7 +269,10 @@ async function exportModel(tr: Trainer, run: RunConfig, state: RunState, data: D
     // the guidance given by --guidance, else the card's (eval or a person may have tuned it), else 3
     recommended: { sampler: 'ddim', steps: Math.min(50, run.timesteps - 1), eta: 0, guidance: guidance ?? previous?.recommended?.guidance ?? run.guidance },
     training: {
-      command: 'npm run train',
+      command: `npm run train -- --dataset ${run.dataset} --channels ${run.channels} --timesteps ${run.timesteps} --schedule ${run.schedule} `
+        + `--epochs ${state.epochs} --batch ${run.batch} --seed ${run.seed} --lr ${state.lrFrom?.[0].lr ?? run.lr} --warmup ${run.warmup} `
+        + `--label-dropout ${run.labelDropout} --ema ${run.emaDecay ?? 'none'} --out ${name}${run.limit ? ` --limit ${run.limit}` : ''}, then --resume`,
+      lrFrom: state.lrFrom,
       dataset: run.dataset, images: n, split: 'train',
       epochs: state.step / Math.floor(n / run.batch), steps: state.step, imagesSeen: state.step * run.batch,
       batch: run.batch, seed: run.seed, lr: run.lr, warmupSteps: run.warmup, labelDropout: run.labelDropout,
