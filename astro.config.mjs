@@ -1,5 +1,6 @@
 // @ts-check
 import { defineConfig } from 'astro/config';
+import { fileURLToPath } from 'node:url';
 import starlight from '@astrojs/starlight';
 import remarkMath from 'remark-math';
 import rehypeKatex from 'rehype-katex';
@@ -41,6 +42,15 @@ const macros = {
 
 export default defineConfig({
   site: 'https://diffusion-executed.example',
+  // The run-this-cell islands load tfjs on first Run. In `astro dev`, pre-bundle it at start-up (no reload on that
+  // first Run) and stub node-fetch, which tfjs-core needs only on Node but Vite's pre-bundler would try to load.
+  vite: {
+    resolve: { alias: { 'node-fetch': fileURLToPath(new URL('./src/lib/runtime/cells/node-fetch-stub.ts', import.meta.url)) } },
+    optimizeDeps: {
+      include: ['@tensorflow/tfjs-core', '@tensorflow/tfjs-core/dist/register_all_gradients', '@tensorflow/tfjs-backend-webgpu',
+        '@tensorflow/tfjs-backend-webgl', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-cpu'],
+    },
+  },
   markdown: {
     remarkPlugins: [remarkMath],
     rehypePlugins: [[rehypeKatex, { trust: true, strict: false, macros }]],
