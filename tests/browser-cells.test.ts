@@ -137,6 +137,22 @@ describe('cells on wasm', () => {
   });
 });
 
+describe('the site model', () => {
+  const hasModel = () => existsSync(join(siteDist(), 'models', 'mnist.json'));
+  it.skipIf(!hasModel())('is fetched once for all cells and sampled from on wasm', async () => {
+    const { page, errors } = await open(`${LAB}?backend=wasm`);
+    const fetched: string[] = [];
+    page.on('request', (r) => r.url().includes('/models/') && fetched.push(new URL(r.url()).pathname));
+    await page.locator('[data-run-cell="guidance"] input[name="steps"]').fill('2');
+    const [guided, traced] = await Promise.all([runCell(page, 'guidance'), runCell(page, 'network-trace')]);
+    expect([guided, traced]).toMatchObject([{ state: 'done', blank: [] }, { state: 'done', blank: [] }]);
+    expect(await page.locator('[data-run-cell="guidance"] [data-out="source"]').textContent()).toMatch(/^trained MNIST model/);
+    expect(fetched.sort()).toEqual(['/models/mnist.json', '/models/mnist.safetensors']);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+});
+
 describe('a page with cells', () => {
   it('says so when WebGPU is forced in a browser without it', async () => {
     const plain = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true,
