@@ -186,11 +186,12 @@ describe('a page with cells', () => {
       const body = await response.text().catch(() => '');
       scripts.push({ url: response.url(), tfjs: body.includes('TENSORLIKE_CHECK_SHAPE_CONSISTENCY') });
     });
-    await page.goto(`${origin}${LAB}?backend=wasm&cells=tiny`, { waitUntil: 'networkidle' });
+    const { path, cells } = pagesWithCells().find((p) => p.cells.some((c) => c !== 'load-checkpoint'))!;
+    await page.goto(`${origin}${path}?backend=wasm&cells=tiny`, { waitUntil: 'networkidle' });
     const before = scripts.length;
     expect(before).toBeGreaterThan(0);
     expect(scripts.filter((s) => s.tfjs)).toEqual([]);
-    expect((await runCell(page, 'guidance')).state).toBe('done');
+    expect((await runCell(page, cells.find((c) => c !== 'load-checkpoint')!)).state).toBe('done');
     await page.waitForLoadState('networkidle');
     expect(scripts.slice(before).some((s) => s.tfjs)).toBe(true);
     await page.close();

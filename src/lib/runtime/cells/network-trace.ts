@@ -44,6 +44,7 @@ export async function run(ctx: CellContext) {
   ctx.show('source', model.source);
   const { config: c, params: p, schedule: s } = model;
   if (c.imageChannels !== 1) throw new Error(`the trace draws 28 x 28 digits; this model has ${c.imageChannels} image channels`);
+  ctx.root.querySelector<HTMLInputElement>('[name="t"]')!.max = String(s.T - 1);
   const t = Math.min(s.T - 1, Math.round(ctx.tiny ? s.T / 2 : ctx.number('t')));
   const y = c.classes === null ? null : d.labels[0];
   const xt = tf.tidy(() => qSample(s, digitBatch(d, [0]), [t], randn([1, 28, 28, 1], rngFromSeed(ctx.seed)))); // [1, 28, 28, 1]
