@@ -96,6 +96,28 @@ describe.each(['webgpu', 'wasm'])('the sampling cell on %s', (backend) => {
 });
 
 describe('cells on wasm', () => {
+  it('keep tf.memory() flat over repeated and cancelled runs of the other cells', async () => {
+    const { page, errors } = await open(`${LAB}?backend=wasm&cells=tiny`);
+    await chooseCheckpoint(page, randomCheckpoint({ imageChannels: 1, channels: 32, classes: 10 }));
+    const tensors = () => page.evaluate(() => (window as unknown as { __tfMemory(): { numTensors: number } }).__tfMemory().numTensors);
+    const others = CELLS.filter((c) => c !== 'ddpm-sampling');
+    for (const name of others) expect((await runCell(page, name)).state).toBe('done'); // loads the model and the checkpoint
+    const before = await tensors();
+    for (let i = 0; i < 2; i++) {
+      for (const name of others) expect((await runCell(page, name)).state).toBe('done');
+    }
+    expect(await tensors()).toBe(before);
+    await page.goto(`${origin}${LAB}?backend=wasm`); // full settings, so that there is time to cancel
+    const root = page.locator('[data-run-cell="live-training"]');
+    await root.locator('button[data-run]').click();
+    await page.waitForFunction(() => /step [2-9]/.test(document.querySelector('[data-run-cell="live-training"] [data-progress-text]')?.textContent ?? ''), null, { timeout: 120_000 });
+    await root.locator('button[data-cancel]').click();
+    await page.waitForFunction(() => document.querySelector('[data-run-cell="live-training"]')?.getAttribute('data-state') === 'cancelled');
+    expect(await tensors()).toBe(0);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
   it('are reproducible from the seed, also when two cells run at once', async () => {
     const { page, errors } = await open(`${LAB}?backend=wasm&cells=tiny`);
     expect((await runCell(page, 'ddpm-sampling')).state).toBe('done');

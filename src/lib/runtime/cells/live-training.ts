@@ -26,7 +26,9 @@ export async function run(ctx: CellContext) {
   const init = initParams(RANDOM_CONFIG, ctx.seed);
   let tr: Trainer | null = null;
   try {
-    tr = createTrainer(init, RANDOM_CONFIG, schedule, { seed: ctx.seed, lr: 2e-3, emaDecay: null, labelDropout: 0.1 });
+    // createTrainer leaves one tf.clone per parameter undisposed (tf.variable shares the clone's data);
+    // tidy disposes those clones and keeps the variables, so repeated runs do not grow memory.
+    tr = tf.tidy(() => createTrainer(init, RANDOM_CONFIG, schedule, { seed: ctx.seed, lr: 2e-3, emaDecay: null, labelDropout: 0.1 }) as never) as Trainer;
     Object.values(init).forEach((t) => t.dispose());
     ctx.show('setup', `${pool.length} digits of classes ${classes.join(', ')}; 32-channel UNet, T = ${T}, batch ${batch}, Adam lr 2e-3`);
     const rng = rngFromSeed(ctx.seed);
