@@ -10,13 +10,15 @@ export const live = true;
 const KINDS: { kind: ScheduleKind; color: string }[] = [
   { kind: 'paper-linear', color: '#1565c0' }, { kind: 'ddpm-linear', color: '#2e7d32' }, { kind: 'cosine', color: '#c62828' },
 ];
-const T = 1000;
 const STRIP = 8;
 
 export async function run(ctx: CellContext) {
   await startEngine(ctx);
   const d = await digits();
   const kind = ctx.value('schedule') as ScheduleKind;
+  const T = Math.round(ctx.number('T'));
+  const slider = ctx.root.querySelector<HTMLInputElement>('[name="t"]')!;
+  slider.max = String(T - 1);
   const t = Math.min(T - 1, Math.max(0, Math.round(ctx.number('t'))));
   const index = Math.min(d.count - 1, Math.max(0, Math.round(ctx.number('digit'))));
   const schedules = KINDS.map(({ kind: k, color }) => ({ s: makeSchedule(k, T), color }));
