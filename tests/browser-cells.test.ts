@@ -132,6 +132,19 @@ describe('cells on wasm', () => {
     await page.close();
   });
 
+  it('run from the keyboard, and every control and canvas has an accessible name', async () => {
+    const { page, errors } = await open(`${LAB}?backend=wasm&cells=tiny`);
+    const unnamed = await page.evaluate(() => [...document.querySelectorAll('[data-run-cell] :is(input, select, button, canvas, progress)')]
+      .filter((el) => !(el as HTMLInputElement).labels?.length && !el.getAttribute('aria-label') && !(el.tagName === 'BUTTON' && el.textContent?.trim()))
+      .map((el) => el.outerHTML.slice(0, 80)));
+    expect(unnamed).toEqual([]);
+    await page.locator('[data-run-cell="guidance"] button[data-run]').focus();
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.querySelector('[data-run-cell="guidance"]')?.getAttribute('data-state') === 'done');
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
   it('say clearly when a checkpoint is not a compatible model', async () => {
     const { page, errors } = await open(`${LAB}?backend=wasm&cells=tiny`);
     await chooseCheckpoint(page, Buffer.from('this is not a safetensors file'), 'notes.safetensors');
