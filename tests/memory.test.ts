@@ -49,6 +49,21 @@ describe('no public function leaks tensors', () => {
   ];
   for (const [name, f] of cases) it(name, async () => expect(await leaked(f)).toBe(0));
 
+  it('createTrainer holds only its variables (weights, EMA) and optimizer, which dispose cleanly', async () => {
+    const before = tf.memory().numTensors;
+    const trainer = D.createTrainer(p, config, s, { seed: 1 });
+    expect(tf.memory().numTensors - before).toBe(2 * Object.keys(p).length + 2); // + Adam's beta1^t, beta2^t
+    tf.dispose([...Object.values(trainer.params), ...Object.values(trainer.ema!)]);
+    trainer.optimizer.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+  it('a trainer updates its own copy: the weights it was made from stay as they were', async () => {
+    const before = await p['up_block4.bias'].data();
+    const trainer = D.createTrainer(p, config, s, { seed: 2 });
+    tf.dispose(D.trainStep(trainer, x, [1, 2]));
+    expect(Array.from(await p['up_block4.bias'].data())).toEqual(Array.from(before));
+    expect(Array.from(await trainer.params['up_block4.bias'].data())).not.toEqual(Array.from(before));
+  });
   it('trainStep: after the first step (which creates Adam slots) the count stays flat', async () => {
     const trainer = D.createTrainer(p, config, s, { seed: 1 });
     await leaked(() => D.trainStep(trainer, x, [1, 2]));

@@ -23,7 +23,7 @@ export interface Trainer {
 export function createTrainer(params: Params, config: UNetConfig, schedule: Schedule, options: TrainOptions, step = 0): Trainer {
   const opts = { lr: 5e-4, labelDropout: 0.1, emaDecay: 0.999, ...options };
   const copy = (trainable: boolean) =>
-    Object.fromEntries(Object.entries(params).map(([n, t]) => [n, tf.variable(tf.clone(t), trainable)]));
+    Object.fromEntries(Object.entries(params).map(([n, t]) => [n, tf.variable(t, trainable)]));
   return {
     config, schedule, options: opts, step, params: copy(true),
     ema: opts.emaDecay === null ? null : copy(false), optimizer: tf.train.adam(opts.lr),
