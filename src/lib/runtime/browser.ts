@@ -33,12 +33,14 @@ export function isSoftwareAdapter(adapter: AdapterLike): boolean {
 
 /** Why webgpu cannot be used here, or null when a hardware adapter (or, if forced, any adapter) exists. */
 async function webgpuProblem(forced: boolean): Promise<string | null> {
-  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<AdapterLike | null> } }).gpu;
+  const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
   if (!gpu) return 'this browser has no WebGPU (navigator.gpu is missing)';
-  const adapter = await gpu.requestAdapter().catch(() => null);
+  const adapter = (await gpu.requestAdapter().catch(() => null)) as AdapterLike | null;
   if (!adapter) return 'WebGPU is present but no GPU adapter is available';
-  if (!adapter.info && adapter.requestAdapterInfo) adapter.info = await adapter.requestAdapterInfo().catch(() => ({}));
-  if (!forced && isSoftwareAdapter(adapter)) return 'the only WebGPU adapter is a software one (slower than wasm)';
+  const info = adapter.info ?? (await adapter.requestAdapterInfo?.().catch(() => ({}))) ?? {};
+  if (!forced && isSoftwareAdapter({ isFallbackAdapter: adapter.isFallbackAdapter, info })) {
+    return 'the only WebGPU adapter is a software one (slower than wasm)';
+  }
   return null;
 }
 

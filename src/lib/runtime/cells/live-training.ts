@@ -11,8 +11,7 @@ const SAMPLE_ROWS = 6;
 
 export async function run(ctx: CellContext) {
   await startEngine(ctx);
-  // @ts-expect-error: a side-effect module without types; tfjs-core registers no gradients until it is imported
-  await import('@tensorflow/tfjs-core/dist/register_all_gradients');
+  await import('@tensorflow/tfjs-core/dist/register_all_gradients'); // tfjs-core registers no gradients by itself
   const d = await digits();
   const classes = SUBSETS[ctx.value('subset')] ?? SUBSETS['01'];
   const pool = Array.from({ length: d.count }, (_, i) => i).filter((i) => classes.includes(d.labels[i]));

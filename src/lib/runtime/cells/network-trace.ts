@@ -65,7 +65,7 @@ export async function run(ctx: CellContext) {
       const ms = performance.now() - start;
       total += ms;
       values[stage.name] = out;
-      addRow(table, k, stage.name, out.shape, ms, thumb.shape[1], thumb.shape[2], data);
+      addRow(table, k, stage.name, out.shape, ms, thumb.shape[1]!, thumb.shape[2]!, data);
       thumb.dispose();
       ctx.progress(k + 1, list.length, 'block');
       await yieldToPage();
