@@ -67,6 +67,8 @@ async function main() {
     heldOutImages: heldOut.count,
     floor: { images: real.labels.length, recognised: round(floor.recognised), frechet: round(floor.frechet) },
     defaultGuidance: card.recommended.guidance,
+    target: TARGETS[card.dataset] ?? null,
+    targetMet: TARGETS[card.dataset] === undefined ? null : results[0].recognised >= TARGETS[card.dataset],
     results,
     date: new Date().toISOString(),
   };
@@ -77,6 +79,9 @@ async function main() {
     process.stderr.write(`wrote the eval block into ${paths.card}\n`);
   }
   process.stdout.write(`${table(evalBlock)}\n`);
+  if (evalBlock.target !== null) {
+    process.stdout.write(`target: ${pct(evalBlock.target)} recognised at the default guidance w = ${card.recommended.guidance}: ${evalBlock.targetMet ? 'met' : 'not met yet'}\n`);
+  }
 }
 
 function loadJudge(name: string, dir: string) {
@@ -119,6 +124,9 @@ async function score(judge: ReturnType<typeof loadJudge>, images: Float32Array, 
     frechet: frechetDistance(fitGaussian(features, judge.config.features), reference),
   };
 }
+
+/** The share of samples at the default guidance that the issue asks the classifier to recognise. */
+const TARGETS: Record<string, number> = { mnist: 0.95, 'fashion-mnist': 0.85 };
 
 const round = (x: number) => Number(x.toFixed(4));
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
