@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { useNodeBackend } from '../src/lib/runtime/node';
 import { maxAbsDiff } from './helpers/backend';
 
-type Case = { x: number[]; f: number[]; stride: number; pad: 'same' | 'valid' | number };
+type Shape4 = [number, number, number, number];
+type Case = { x: Shape4; f: Shape4; stride: number; pad: 'same' | 'valid' | number };
 const cases: [string, Case][] = [
   ['3x3, stride 1, pad 1 (the UNet convs)', { x: [2, 9, 9, 3], f: [3, 3, 3, 4], stride: 1, pad: 1 }],
   ['3x3, stride 2, pad 1, even size (the UNet down convs)', { x: [3, 8, 8, 2], f: [3, 3, 2, 5], stride: 2, pad: 1 }],
@@ -19,7 +20,7 @@ async function grads({ x, f, stride, pad }: Case) {
   const fs = tf.randomNormal(f, 0, 1, 'float32', 2) as tf.Tensor4D;
   const y = tf.conv2d(xs, fs, stride, pad);
   const g = tf.randomNormal(y.shape, 0, 1, 'float32', 3);
-  const [dx, df] = tf.grads((a: tf.Tensor4D, b: tf.Tensor4D) => tf.sum(tf.mul(tf.conv2d(a, b, stride, pad), g)))([xs, fs]);
+  const [dx, df] = tf.grads((...[a, b]: tf.Tensor[]) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad), g)))([xs, fs]);
   const out = { dx: await dx.data(), df: await df.data(), dxShape: dx.shape, dfShape: df.shape };
   tf.dispose([xs, fs, y, g, dx, df]);
   return out;

@@ -25,13 +25,13 @@ function dilate(y: tf.Tensor4D, sh: number, sw: number): tf.Tensor4D {
   if (sw > 1) {
     const cols = tf.reshape(y, [B * OH, OW, 1, C]);
     const spread = tf.concat([cols, tf.zeros([B * OH, OW, sw - 1, C])], 2);
-    y = tf.slice(tf.reshape(spread, [B, OH, OW * sw, C]), 0, [B, OH, (OW - 1) * sw + 1, C]);
+    y = tf.slice(tf.reshape(spread, [B, OH, OW * sw, C]), 0, [B, OH, (OW - 1) * sw + 1, C]) as tf.Tensor4D;
   }
   if (sh > 1) {
     const W = y.shape[2];
     const rows = tf.reshape(y, [B, OH, 1, W * C]);
     const spread = tf.concat([rows, tf.zeros([B, OH, sh - 1, W * C])], 2);
-    y = tf.slice(tf.reshape(spread, [B, OH * sh, W, C]), 0, [B, (OH - 1) * sh + 1, W, C]);
+    y = tf.slice(tf.reshape(spread, [B, OH * sh, W, C]), 0, [B, (OH - 1) * sh + 1, W, C]) as tf.Tensor4D;
   }
   return y;
 }
