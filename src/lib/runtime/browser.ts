@@ -1,6 +1,6 @@
 // Backend set-up in the browser: webgpu, webgl, wasm, cpu in that order, each backend's code loaded only
-// when it is tried. `?backend=NAME` forces one. A software WebGPU adapter (SwiftShader, lavapipe, llvmpipe)
-// is slower than wasm, so it is skipped unless forced. The Node version is ./node.ts.
+// when it is tried. `?backend=NAME` forces one. A software WebGPU adapter or WebGL renderer (SwiftShader,
+// lavapipe, llvmpipe) is far slower than wasm, so it is skipped unless forced. The Node version is ./node.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import { registerWasmConvGrad } from './wasm-conv-grad';
 
@@ -17,6 +17,9 @@ export function forcedBackend(search: string): BrowserBackend | null {
   return name as BrowserBackend;
 }
 
+/** Names of CPU-emulated GPUs, as adapters and renderers report them. */
+const SOFTWARE = /swiftshader|llvmpipe|lavapipe|software/i;
+
 interface AdapterLike {
   isFallbackAdapter?: boolean;
   info?: Record<string, unknown>;
@@ -28,7 +31,17 @@ export function isSoftwareAdapter(adapter: AdapterLike): boolean {
   const info = adapter.info ?? {};
   if (adapter.isFallbackAdapter || info.isFallbackAdapter) return true;
   const text = ['vendor', 'architecture', 'device', 'description'].map((k) => String(info[k] ?? '')).join(' ');
-  return /swiftshader|llvmpipe|lavapipe|software/i.test(text);
+  return SOFTWARE.test(text);
+}
+
+/** Why webgl should not be chosen here: no WebGL 2, or (unless forced) a software renderer; null if it is fine. */
+function webglProblem(forced: boolean): string | null {
+  const gl = document.createElement('canvas').getContext('webgl2');
+  if (!gl) return 'this browser has no WebGL 2';
+  const debug = gl.getExtension('WEBGL_debug_renderer_info');
+  const renderer = String(gl.getParameter(debug ? debug.UNMASKED_RENDERER_WEBGL : gl.RENDERER) ?? '');
+  gl.getExtension('WEBGL_lose_context')?.loseContext();
+  return !forced && SOFTWARE.test(renderer) ? `the WebGL renderer is a software one (${renderer}), slower than wasm` : null;
 }
 
 /** Why webgpu cannot be used here, or null when a hardware adapter (or, if forced, any adapter) exists. */
@@ -52,6 +65,8 @@ async function trySetBackend(name: BrowserBackend, forced: boolean): Promise<str
       if (problem) return problem;
       await import('@tensorflow/tfjs-backend-webgpu');
     } else if (name === 'webgl') {
+      const problem = webglProblem(forced);
+      if (problem) return problem;
       await import('@tensorflow/tfjs-backend-webgl');
     } else if (name === 'wasm') {
       const wasm = await import('@tensorflow/tfjs-backend-wasm');
