@@ -1,6 +1,5 @@
 // Live training: DDPM Algorithm 1 (the library's trainStep) on a few real digits, in the page, with the loss
 // curve and DDIM samples from the current weights drawn as it trains.
-import * as tf from '@tensorflow/tfjs-core';
 import { createTrainer, ddimSample, guidedEps, initParams, makeSchedule, rngFromSeed, trainStep, type Trainer } from '../../diffusion';
 import type { CellContext } from './controller';
 import { drawCurves, drawImages } from './draw';
@@ -25,9 +24,7 @@ export async function run(ctx: CellContext) {
   const init = initParams(RANDOM_CONFIG, ctx.seed);
   let tr: Trainer | null = null;
   try {
-    // createTrainer leaves one tf.clone per parameter undisposed (tf.variable shares the clone's data);
-    // tidy disposes those clones and keeps the variables, so repeated runs do not grow memory.
-    tr = tf.tidy(() => createTrainer(init, RANDOM_CONFIG, schedule, { seed: ctx.seed, lr: 2e-3, emaDecay: null, labelDropout: 0.1 }) as never) as Trainer;
+    tr = createTrainer(init, RANDOM_CONFIG, schedule, { seed: ctx.seed, lr: 2e-3, emaDecay: null, labelDropout: 0.1 });
     Object.values(init).forEach((t) => t.dispose());
     ctx.show('setup', `${pool.length} digits of classes ${classes.join(', ')}; 32-channel UNet, T = ${T}, batch ${batch}, Adam lr 2e-3`);
     const rng = rngFromSeed(ctx.seed);
