@@ -1,15 +1,5 @@
 // A minimal zip writer (stored, no compression) for the library download built at build time.
-const CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-
-export function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
+import { crc32 } from '../crc32';
 
 /** A zip archive of `files` (path -> contents), every entry stored uncompressed, dated 2025-01-01. */
 export function zip(files: Record<string, string | Uint8Array>): Uint8Array {
