@@ -2,6 +2,7 @@
 // Trains a class-conditional UNet with the library's own trainStep (DDPM Algorithm 1 with label dropout and an EMA),
 // checkpoints to checkpoints/NAME/ every few minutes and on Ctrl-C, and exports the EMA weights with a model card
 // to public/models/NAME.{safetensors,json}.
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -45,7 +46,21 @@ interface RunState {
 
 const int = (n: number) => Number.isInteger(n) && n >= 1;
 
+/**
+ * Under `tsx` (as `npm run train` runs it) the tsx parent SIGKILLs its child when the child does not acknowledge a
+ * signal within about 60 ms, and one train step blocks the event loop far longer, so Ctrl-C would lose the run.
+ * So the training runs in a plain `node --import tsx` child, and this process only relays signals to it.
+ */
+function relayedFromTsx(): boolean {
+  if (!process.execArgv.some((a) => a.includes('tsx/dist/preflight'))) return false;
+  const child = spawn(process.execPath, ['--import', 'tsx', ...process.argv.slice(1)], { stdio: 'inherit' });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
+  child.on('exit', (code, signal) => process.exit(code ?? (signal === 'SIGTERM' ? 143 : 130)));
+  return true;
+}
+
 async function main() {
+  if (relayedFromTsx()) return new Promise<void>(() => {}); // the child's exit ends this process
   const flags = parseFlags(process.argv.slice(2), FLAGS);
   const out = need(flags, 'out');
   if (!/^[\w.-]+$/.test(out)) throw new Error(`--out must be a plain name (letters, digits, . _ -), received "${out}"`);

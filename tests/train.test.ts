@@ -50,7 +50,7 @@ describe('npm run train', () => {
     child.stderr.on('data', (chunk) => (stderr += chunk));
     await new Promise<void>((ok) => { const poll = setInterval(() => stderr.includes('training interrupted') && (clearInterval(poll), ok()), 50); });
     await new Promise((ok) => setTimeout(ok, 1500));
-    const exited = new Promise((ok) => child.on('exit', ok));
+    const exited = new Promise((ok) => child.on('close', ok)); // 'close': after the last of stderr, which 'exit' may precede
     process.kill(-child.pid!, 'SIGINT');
     const timer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 60_000); // never leave it running
     const code = await exited;
