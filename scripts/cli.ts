@@ -1,5 +1,5 @@
 // Shared command-line plumbing: flags, one-line errors, atomic writes.
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 
 /** Parses `--name value` pairs; a flag with no value (or followed by another flag) is `true`. */
 export function parseFlags(argv: string[], known: string[]): Record<string, string | true> {
@@ -47,4 +47,19 @@ export function runMain(main: () => Promise<void>) {
       process.exit(1);
     },
   );
+}
+
+/** Reads and parses a JSON file; one clear error if it is missing or not JSON. */
+export function readJsonFile<T>(path: string): T {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new Error(`cannot read ${path}`);
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new Error(`${path} is not valid JSON`);
+  }
 }

@@ -13,8 +13,8 @@ import { encodeGreyPng } from '../src/lib/data/png';
 import { labelledGrid } from '../src/lib/data/grid';
 import { classify, loadClassifier, type ClassifierConfig, type ClassifierParams } from '../src/lib/classifier/cnn';
 import { fitGaussian, frechetDistance, type Gaussian } from '../src/lib/classifier/frechet';
-import { loadModel, MODELS_DIR, modelPaths, readJsonFile, sampleImages, type ModelCard } from './models';
-import { need, num, parseFlags, runMain, writeAtomic } from './cli';
+import { loadModel, MODELS_DIR, modelPaths, sampleImages, type ModelCard } from './models';
+import { need, num, parseFlags, readJsonFile, runMain, writeAtomic } from './cli';
 
 const FLAGS = ['model', 'guidance', 'per-class', 'steps', 'seed', 'data', 'models', 'classifier', 'no-write', 'backend'];
 

@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { readJsonFile } from './cli';
 import { ddimSample, ddpmSample, guidedEps, loadUNet, makeSchedule, type Params, type ScheduleKind, type UNetConfig } from '../src/lib/diffusion';
 
 export const MODELS_DIR = resolve('public/models');
@@ -24,19 +25,6 @@ export function modelPaths(model: string, dir = MODELS_DIR) {
   return { weights, card: weights.replace(/\.safetensors$/, '.json'), name: basename(weights, '.safetensors') };
 }
 
-export function readJsonFile<T>(path: string): T {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    throw new Error(`cannot read ${path}`);
-  }
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    throw new Error(`${path} is not valid JSON`);
-  }
-}
 
 /** Loads a model's weights and card; the card's architecture must match the weights. */
 export function loadModel(model: string, dir = MODELS_DIR): { card: ModelCard; config: UNetConfig; params: Params; paths: ReturnType<typeof modelPaths> } {

@@ -5,23 +5,10 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
 import { ddimStep, ddimTimesteps, epsTheta, loadUNet, makeSchedule, posterior, predictX0, qSample, type Labels } from '../src/lib/diffusion';
-import { need, parseFlags, runMain, writeAtomic } from './cli';
+import { need, parseFlags, readJsonFile, runMain, writeAtomic } from './cli';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-function readJson(path: string): Json {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    throw new Error(`cannot read ${path}`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new Error(`${path} is not valid JSON`);
-  }
-}
 
 /** An NCHW image batch from the fixture as an NHWC tensor. */
 function images(value: unknown, field: string, c: number, size: number): tf.Tensor4D {
@@ -55,7 +42,7 @@ async function main() {
   const dir = need(flags, 'fixture');
   const out = need(flags, 'out');
   await useNodeBackend((flags.backend ?? 'wasm') as NodeBackend);
-  const c = readJson(join(dir, 'case.json'));
+  const c = readJsonFile<Json>(join(dir, 'case.json'));
   let bytes: Uint8Array;
   try {
     bytes = new Uint8Array(readFileSync(join(dir, 'weights.safetensors')));

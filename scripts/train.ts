@@ -14,8 +14,8 @@ import {
 } from '../src/lib/diffusion';
 import { DATASETS, IMAGE_SIZE, gatherImages, loadDataset, type Dataset, type DatasetName } from '../src/lib/data/datasets';
 import { batchIndices } from '../src/lib/data/batches';
-import { MODELS_DIR, modelPaths, readJsonFile, type ModelCard } from './models';
-import { need, num, parseFlags, runMain, writeAtomic } from './cli';
+import { MODELS_DIR, modelPaths, type ModelCard } from './models';
+import { need, num, parseFlags, readJsonFile, runMain, writeAtomic } from './cli';
 
 const FLAGS = [
   'dataset', 'data', 'channels', 'timesteps', 'schedule', 'epochs', 'batch', 'seed', 'out', 'resume', 'lr', 'warmup',
@@ -272,7 +272,7 @@ async function restoreAdam(tr: Trainer, adam: ReturnType<typeof readCheckpoint>[
 async function exportModel(tr: Trainer, run: RunConfig, state: RunState, data: Dataset, n: number, name: string, dir: string, guidance?: number) {
   const paths = modelPaths(name, dir);
   const weights = tr.ema ?? tr.params;
-  const bytes = await saveUNet(weights as Params, { format: 'pt', dataset: run.dataset, step: String(state.step) });
+  const bytes = await saveUNet(weights as Params, { format: 'pt', dataset: run.dataset, step: String(state.step), schedule: run.schedule, T: String(run.timesteps) });
   const previous = existsSync(paths.card) ? readJsonFile<ModelCard>(paths.card) : null;
   const recent = state.losses.slice(-200);
   const card: ModelCard = {
