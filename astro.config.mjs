@@ -65,6 +65,7 @@ export default defineConfig({
       sidebar: [
         { label: 'Home', link: '/' },
         { label: 'Chapters', autogenerate: { directory: 'chapters' } },
+        { label: 'Pretrained models', link: '/models/' },
       ],
     }),
   ],
