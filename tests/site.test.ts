@@ -1,38 +1,25 @@
 // Every chapter page, built and opened in headless Chromium at 1440 px and 390 px: typeset math and no raw TeX,
 // equation/code pairs side by side on wide screens and stacked on narrow ones, nothing overflowing the page or
 // overlapping. Full-page screenshots go to tmp/screenshots (git-ignored) for a human to look at.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
-import { extname, join, normalize } from 'node:path';
+import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { siteDist } from './helpers/site-dist';
+import { serveDir } from './helpers/site-browser';
 
 /** The chapter pages, in reading order: src/content/docs/chapters/NN-slug.mdx is built to chapters/NN-slug/index.html. */
 const CHAPTERS = readdirSync(join(process.cwd(), 'src/content/docs/chapters')).filter((f) => f.endsWith('.mdx')).sort().map((f) => f.slice(0, -4));
 
 const SHOTS = join(process.cwd(), 'tmp', 'screenshots');
-const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css',
-  '.svg': 'image/svg+xml', '.woff2': 'font/woff2', '.png': 'image/png', '.json': 'application/json', '.wasm': 'application/wasm' };
-
 let server: Server;
 let origin = '';
 let browser: Browser;
 
 beforeAll(async () => {
   const dist = siteDist();
-  server = createServer(async (req, res) => {
-    let file = join(dist, normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
-    try {
-      if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' }).end(await readFile(file));
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  origin = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  ({ origin, server } = await serveDir(dist));
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-quic',
     '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
   mkdirSync(SHOTS, { recursive: true });
