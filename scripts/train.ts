@@ -1,7 +1,7 @@
-// npm run train -- --dataset mnist|fashion-mnist [--data DIR] --channels C --timesteps T --epochs E --batch B --seed S --out NAME [--resume]
+// npm run train -- --dataset mnist|fashion-mnist [--data DIR] --channels C --timesteps T --epochs E --batch B --seed S --out NAME [--resume] [--workers W]
 // Trains a class-conditional UNet with the library's own trainStep (DDPM Algorithm 1 with label dropout and an EMA),
 // checkpoints to checkpoints/NAME/ every few minutes and on Ctrl-C, and exports the EMA weights with a model card
-// to public/models/NAME.{safetensors,json}.
+// to public/models/NAME.{safetensors,json}. --workers W splits each batch over W cores (./data-parallel.ts).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -15,11 +15,12 @@ import {
 import { DATASETS, IMAGE_SIZE, gatherImages, loadDataset, type Dataset, type DatasetName } from '../src/lib/data/datasets';
 import { batchIndices } from '../src/lib/data/batches';
 import { MODELS_DIR, modelPaths, type ModelCard } from './models';
+import { startShards } from './data-parallel';
 import { need, num, parseFlags, readJsonFile, runMain, writeAtomic } from './cli';
 
 const FLAGS = [
   'dataset', 'data', 'channels', 'timesteps', 'schedule', 'epochs', 'batch', 'seed', 'out', 'resume', 'lr', 'warmup',
-  'label-dropout', 'ema', 'backend', 'limit', 'checkpoint-minutes', 'stop-at', 'checkpoints', 'models', 'guidance',
+  'label-dropout', 'ema', 'backend', 'limit', 'checkpoint-minutes', 'stop-at', 'checkpoints', 'models', 'guidance', 'workers',
 ];
 
 /** Everything that defines a run; stored in the checkpoint so that --resume continues the same run. */
@@ -79,11 +80,14 @@ async function main() {
   const stopAt = num(flags, 'stop-at', Infinity, (n) => int(n) || n === Infinity);
   const checkpointMs = num(flags, 'checkpoint-minutes', 5, (n) => n > 0) * 60_000;
   const backend = (typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend;
+  const workers = num(flags, 'workers', 1, (w) => int(w) && w <= 64);
+  if (workers > 1 && backend !== 'wasm') throw new Error(`--workers ${workers} needs the wasm backend (each worker is one core)`);
 
   const data = loadDataset(run.dataset, 'train', run.data ?? undefined);
   const n = run.limit === null ? data.count : Math.min(run.limit, data.count);
   const totalSteps = Math.ceil(epochs * Math.floor(n / run.batch));
   if (run.batch > n) throw new Error(`--batch ${run.batch} is larger than the data set (${n} images)`);
+  if (run.batch % workers) throw new Error(`--batch ${run.batch} is not divisible by --workers ${workers}`);
   await useNodeBackend(backend);
 
   const config: UNetConfig = { imageChannels: 1, channels: run.channels, classes: data.classNames.length };
@@ -131,10 +135,11 @@ async function main() {
 
   const save = async () => {
     await writeCheckpoint(ckptFile, tr, run, state);
-    await exportModel(tr, run, state, data, n, out, modelsDir, typeof flags.guidance === 'string' ? run.guidance : undefined);
+    await exportModel(tr, run, state, data, n, out, modelsDir, typeof flags.guidance === 'string' ? run.guidance : undefined, workers);
   };
+  const shards = workers > 1 ? await startShards(workers, config, { kind: run.schedule, T: run.timesteps }, tr) : null;
   process.stderr.write(`training ${out}: ${run.dataset} (${n} images), ${run.channels} channels, ${run.schedule} T=${run.timesteps}, `
-    + `batch ${run.batch}, lr ${run.lr}, ${backend}; step ${state.step} of ${totalSteps}\n`);
+    + `batch ${run.batch}, lr ${run.lr}, ${backend}${shards ? ` x ${workers} workers` : ''}; step ${state.step} of ${totalSteps}\n`);
   const progress = progressReporter(run.batch, totalSteps);
   let lastSave = Date.now();
   let sessionStart = performance.now();
@@ -142,9 +147,9 @@ async function main() {
     const indices = batchIndices(run.seed, state.step, n, run.batch);
     const x0 = tf.tensor4d(gatherImages(data, indices), [run.batch, IMAGE_SIZE, IMAGE_SIZE, 1]); // [B, 28, 28, 1]
     setLearningRate(tr, run.lr * Math.min(1, (state.step + 1) / Math.max(1, run.warmup)));
-    const loss = trainStep(tr, x0, indices.map((i) => data.labels[i]));
-    const value = (await loss.data())[0];
-    tf.dispose([x0, loss]);
+    const labels = indices.map((i) => data.labels[i]);
+    const value = shards ? await shards.step(tr, x0, labels) : await lossValue(trainStep(tr, x0, labels));
+    x0.dispose();
     if (!Number.isFinite(value)) throw new Error(`the loss became ${value} at step ${state.step}: lower --lr`);
     state.losses.push(value);
     state.step = tr.step;
@@ -159,6 +164,7 @@ async function main() {
     }
   }
   state.wallSeconds += (performance.now() - sessionStart) / 1000;
+  await shards?.close();
   await save();
   const done = state.step >= totalSteps;
   process.stderr.write(`\n${done ? 'finished' : `stopped (${stopping ?? `--stop-at ${stopAt}`})`} at step ${state.step}; `
@@ -203,6 +209,12 @@ function resumedConfig(run: RunConfig, flags: Record<string, string | true>): Ru
     ...run, data: typeof flags.data === 'string' ? resolve(flags.data) : run.data ?? null,
     lr: num(flags, 'lr', run.lr, (x) => x > 0), guidance: num(flags, 'guidance', run.guidance),
   };
+}
+
+async function lossValue(loss: tf.Scalar) {
+  const value = (await loss.data())[0];
+  loss.dispose();
+  return value;
 }
 
 const pick = (p: Params, order: string[]): Params => Object.fromEntries(order.map((name) => [name, p[name]]));
@@ -269,7 +281,7 @@ async function restoreAdam(tr: Trainer, adam: ReturnType<typeof readCheckpoint>[
 
 // #region export
 /** Writes the EMA weights (PyTorch layout) and the model card; an existing card's eval block is kept. */
-async function exportModel(tr: Trainer, run: RunConfig, state: RunState, data: Dataset, n: number, name: string, dir: string, guidance?: number) {
+async function exportModel(tr: Trainer, run: RunConfig, state: RunState, data: Dataset, n: number, name: string, dir: string, guidance?: number, workers = 1) {
   const paths = modelPaths(name, dir);
   const weights = tr.ema ?? tr.params;
   const bytes = await saveUNet(weights as Params, { format: 'pt', dataset: run.dataset, step: String(state.step), schedule: run.schedule, T: String(run.timesteps) });
@@ -296,7 +308,8 @@ async function exportModel(tr: Trainer, run: RunConfig, state: RunState, data: D
       finalLossWindow: recent.length,
       lossCurve: downsample(state.losses, 200, run.batch),
       wallSeconds: Math.round(state.wallSeconds),
-      machine: `${cpus()[0]?.model ?? 'unknown CPU'} (${cpus().length} cores), tfjs ${tf.getBackend()} backend, Node ${process.version}`,
+      machine: `${cpus()[0]?.model ?? 'unknown CPU'} (${cpus().length} cores), tfjs ${tf.getBackend()} backend`
+        + `${workers > 1 ? ` on ${workers} worker threads` : ''}, Node ${process.version}`,
     },
     ...(previous?.eval ? { eval: previous.eval } : {}),
   };

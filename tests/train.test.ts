@@ -13,7 +13,8 @@ const dirs = ['--checkpoints', join(work, 'ck'), '--models', join(work, 'models'
 const run = ['--dataset', 'mnist', '--data', data, '--channels', '32', '--timesteps', '50', '--batch', '3', '--limit', '8',
   '--epochs', '2', '--seed', '5', '--lr', '0.002', '--warmup', '2', ...dirs];
 const card = (name: string) => JSON.parse(readFileSync(join(work, 'models', `${name}.json`), 'utf8'));
-const losses = (name: string) => Array.from(readSafetensors(new Uint8Array(readFileSync(join(work, 'ck', name, 'checkpoint.safetensors')))).tensors.get('losses')!.data);
+const checkpoint = (name: string) => readSafetensors(new Uint8Array(readFileSync(join(work, 'ck', name, 'checkpoint.safetensors'))));
+const losses = (name: string) => Array.from(checkpoint(name).tensors.get('losses')!.data);
 
 describe('npm run train', () => {
   it('resumes an interrupted run onto the same loss curve and weights as an uninterrupted one', () => {
@@ -41,6 +42,21 @@ describe('npm run train', () => {
     expect(c.training).toMatchObject({ dataset: 'mnist', images: 8, steps: 4, imagesSeen: 12, epochs: 2, seed: 5, labelDropout: 0.1, weights: 'ema' });
     expect(c.training.lossCurve).toHaveLength(4);
     expect(c.training.finalLoss).toBeCloseTo(losses('straight').reduce((a, b) => a + b) / 4, 5);
+  });
+
+  it('--workers 2 splits each batch over two threads and trains the same run, up to float rounding', () => {
+    const four = [...run.slice(0, run.indexOf('--batch')), '--batch', '4', ...run.slice(run.indexOf('--batch') + 2)];
+    expect(npmRun('train', [...four, '--out', 'one-thread']).code).toBe(0);
+    const two = npmRun('train', [...four, '--out', 'two-threads', '--workers', '2']);
+    expect(two.code, two.stderr).toBe(0);
+    expect(two.stderr).toMatch(/wasm x 2 workers/);
+    const [a, b] = [losses('one-thread'), losses('two-threads')];
+    expect(a).toHaveLength(4);
+    b.forEach((loss, i) => expect(Math.abs(loss - a[i]) / a[i]).toBeLessThan(1e-5));
+    expect(card('two-threads').training.machine).toMatch(/on 2 worker threads/);
+    // a run may change its worker count when it resumes
+    expect(npmRun('train', ['--resume', '--out', 'two-threads', '--epochs', '3', '--workers', '1', ...dirs]).code).toBe(0);
+    expect(losses('two-threads')).toHaveLength(6);
   });
 
   it('saves a checkpoint on Ctrl-C and exits with 130', async () => {
@@ -71,6 +87,9 @@ describe('npm run train', () => {
       [['--resume', '--out', 'straight', '--batch', '4', ...dirs], /--batch 4 differs from the checkpoint's 3/],
       [[...run, '--out', '../escape'], /--out must be a plain name/],
       [[...run, '--out', 'x', '--data', work], /MNIST digits not found/],
+      [[...run, '--out', 'x', '--workers', '2'], /--batch 3 is not divisible by --workers 2/],
+      [[...run, '--out', 'x', '--workers', '0'], /--workers must be a valid number/],
+      [[...run, '--out', 'x', '--workers', '2', '--backend', 'cpu'], /--workers 2 needs the wasm backend/],
     ];
     for (const [args, message] of cases) {
       const r = npmRun('train', args);

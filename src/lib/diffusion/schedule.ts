@@ -62,10 +62,7 @@ function derived(beta: F64, alpha: F64, alphaBar: F64, alphaBarPrev: F64) {
 
 /** One schedule entry per batch item, shaped [B, 1, 1, 1] to broadcast over images (the paper's `_extract`). */
 export function perSample(values: Float64Array, t: readonly number[]): tf.Tensor4D {
-  for (const ti of t) {
-    if (!Number.isInteger(ti) || ti < 0 || ti >= values.length) {
-      throw new Error(`timestep ${ti} is out of range: expected an integer in 0..${values.length - 1}`);
-    }
-  }
+  const bad = t.find((ti) => !Number.isInteger(ti) || ti < 0 || ti >= values.length);
+  if (bad !== undefined) throw new Error(`timestep ${bad} is out of range: expected an integer in 0..${values.length - 1}`);
   return tf.tensor4d(t.map((ti) => values[ti]), [t.length, 1, 1, 1]);
 }

@@ -38,21 +38,37 @@ export function simpleLoss(p: Params, c: UNetConfig, s: Schedule, x0: tf.Tensor4
 // #endregion
 
 // #region train-step
-/** One step of Algorithm 1: t ~ U{0..T-1}, eps ~ N(0, I), each label dropped with probability p, one Adam step. */
-export function trainStep(tr: Trainer, x0: tf.Tensor4D, labels?: number[]): tf.Scalar {
+/** The draws of one step of Algorithm 1: t ~ U{0..T-1}, eps ~ N(0, I), each label dropped with probability p. */
+export function stepDraws(tr: Trainer, shape: [number, number, number, number], labels?: number[]) {
   const rng = rngFromSeed((tr.options.seed ^ Math.imul(tr.step + 1, 0x9e3779b1)) >>> 0);
-  const t = randint(rng, tr.schedule.T, x0.shape[0]);
+  const t = randint(rng, tr.schedule.T, shape[0]);
   const y = labels?.map((label) => (rng() / 2 ** 32 < tr.options.labelDropout ? null : label));
-  const eps = randn<tf.Rank.R4>(x0.shape, rng);
-  const loss = tr.optimizer.minimize(() => simpleLoss(tr.params, tr.config, tr.schedule, x0, t, eps, y), true, Object.values(tr.params))!;
+  return { t, y, eps: randn<tf.Rank.R4>(shape, rng) };
+}
+
+/** One step of Algorithm 1 on a batch: the gradient of L_simple at those draws, then applyGradients. */
+export function trainStep(tr: Trainer, x0: tf.Tensor4D, labels?: number[]): tf.Scalar {
+  const { t, y, eps } = stepDraws(tr, x0.shape, labels);
+  const { value, grads } = tf.variableGrads(() => simpleLoss(tr.params, tr.config, tr.schedule, x0, t, eps, y), Object.values(tr.params));
   eps.dispose();
-  if (tr.ema) updateEma(tr.ema, tr.params, Math.min(tr.options.emaDecay!, (1 + tr.step) / (10 + tr.step)));
-  tr.step += 1;
-  return loss;
+  applyGradients(tr, grads);
+  return value;
 }
 // #endregion
 
 // #region ema
+/**
+ * One Adam step on `grads` (this batch's, or the mean over data-parallel shards), then the EMA of the weights.
+ * A weight the batch did not use (class_emb when every label was dropped) has gradient 0: Adam keeps its moments
+ * by position, so every step must list every weight.
+ */
+export function applyGradients(tr: Trainer, grads: tf.NamedTensorMap) {
+  tf.tidy(() => tr.optimizer.applyGradients(Object.values(tr.params).map((v) => ({ name: v.name, tensor: grads[v.name] ?? tf.zerosLike(v) }))));
+  tf.dispose(Object.values(grads));
+  if (tr.ema) updateEma(tr.ema, tr.params, Math.min(tr.options.emaDecay!, (1 + tr.step) / (10 + tr.step)));
+  tr.step += 1;
+}
+
 /** theta_ema <- d theta_ema + (1 - d) theta, with d warming up as (1 + n) / (10 + n) early in training. */
 function updateEma(ema: Record<string, tf.Variable>, params: Record<string, tf.Variable>, d: number) {
   tf.tidy(() => Object.entries(ema).forEach(([n, e]) => e.assign(tf.add(tf.mul(d, e), tf.mul(1 - d, params[n])))));

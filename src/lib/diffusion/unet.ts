@@ -29,8 +29,7 @@ export function torchShapes(c: UNetConfig): Record<string, number[]> {
   if (c.imageChannels !== 1 && c.imageChannels !== 3) throw new Error(`imageChannels must be 1 or 3, received ${c.imageChannels}`);
   const shapes: Record<string, number[]> = {};
   for (const [name, cin, cout] of CONVS(c)) Object.assign(shapes, { [`${name}.weight`]: [cout, cin, 3, 3], [`${name}.bias`]: [cout] });
-  shapes['noise_embedding.weight'] = [2 * c.channels, c.channels];
-  shapes['noise_embedding.bias'] = [2 * c.channels];
+  Object.assign(shapes, { 'noise_embedding.weight': [2 * c.channels, c.channels], 'noise_embedding.bias': [2 * c.channels] });
   if (c.classes !== null) shapes['class_emb.weight'] = [c.classes, 2 * c.channels];
   return shapes;
 }
@@ -146,8 +145,6 @@ function checkInputs(c: UNetConfig, xt: tf.Tensor4D, t: readonly number[], y?: L
   if (t.length !== B) throw new Error(`received ${t.length} timesteps for a batch of ${B}`);
   if (y && y.length !== B) throw new Error(`received ${y.length} labels for a batch of ${B}`);
   const bad = y?.find((l) => l !== null && (c.classes === null || !Number.isInteger(l) || l < 0 || l >= c.classes));
-  if (bad !== undefined) {
-    throw new Error(c.classes === null ? 'this model has no class embedding: pass no labels'
-      : `label ${bad} is out of range: expected an integer in 0..${c.classes - 1} or null`);
-  }
+  if (bad !== undefined) throw new Error(c.classes === null ? 'this model has no class embedding: pass no labels'
+    : `label ${bad} is out of range: expected an integer in 0..${c.classes - 1} or null`);
 }
