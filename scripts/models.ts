@@ -14,7 +14,7 @@ export interface ModelCard {
   architecture: { imageChannels: number; channels: number; classes: number | null; imageSize: number };
   schedule: { kind: ScheduleKind; T: number };
   classNames: string[];
-  recommended: { sampler: 'ddpm' | 'ddim'; steps: number; eta: number; guidance: number };
+  recommended: { sampler: 'ddpm' | 'ddim'; steps: number; eta: number; guidance: number; chosen?: string };
   training?: Record<string, unknown>;
   eval?: Record<string, unknown>;
 }

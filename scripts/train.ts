@@ -293,8 +293,12 @@ async function exportModel(tr: Trainer, run: RunConfig, state: RunState, data: D
     architecture: { imageChannels: 1, channels: run.channels, classes: data.classNames.length, imageSize: IMAGE_SIZE },
     schedule: { kind: run.schedule, T: run.timesteps },
     classNames: data.classNames,
-    // the guidance given by --guidance, else the card's (eval or a person may have tuned it), else 3
-    recommended: { sampler: 'ddim', steps: Math.min(50, run.timesteps - 1), eta: 0, guidance: guidance ?? previous?.recommended?.guidance ?? run.guidance },
+    // the guidance given by --guidance, else the card's (a person may have tuned it and eta: `chosen` says how), else 3
+    recommended: {
+      sampler: 'ddim', steps: Math.min(50, run.timesteps - 1), eta: previous?.recommended?.eta ?? 0,
+      guidance: guidance ?? previous?.recommended?.guidance ?? run.guidance,
+      ...(previous?.recommended?.chosen ? { chosen: previous.recommended.chosen } : {}),
+    },
     training: {
       command: `npm run train -- --dataset ${run.dataset} --channels ${run.channels} --timesteps ${run.timesteps} --schedule ${run.schedule} `
         + `--epochs ${state.epochs} --batch ${run.batch} --seed ${run.seed} --lr ${state.lrFrom?.[0].lr ?? run.lr} --warmup ${run.warmup} `
