@@ -20,6 +20,8 @@ describe('the built models page', () => {
       expect(page).toContain(`id="${c.name}"`);
       expect(page).toContain(c.training.imagesSeen.toLocaleString('en'));
       expect(page).toMatch(new RegExp(`aria-label="Training loss of ${c.name}`));
+      for (const { step, lr } of c.training.lrFrom ?? []) expect(page).toContain(step ? `${lr} from step ${step.toLocaleString('en')}` : String(lr));
+      if (c.recommended.chosen) expect(page).toContain(c.recommended.chosen);
       for (const r of c.eval?.results ?? []) {
         expect(page).toContain(`${Math.round(r.recognised * 100)}%`);
         expect(page).toContain(r.frechet.toFixed(1));
