@@ -59,10 +59,14 @@ export async function startShards(workers: number, config: UNetConfig, schedule:
   // a worker thread does not inherit tsx's loader: register it there before importing this file
   const boot = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); })`;
   const threads = Array.from({ length: workers - 1 }, () => new Worker(boot, { eval: true, workerData: setup }));
+  // the worker's next message; an error or an exit instead rejects, so a dead worker never leaves the step waiting
   const next = (w: Worker) => new Promise<ShardResult & { ready?: true }>((resolve, reject) => {
-    const fail = (error: Error) => reject(new Error(`a training worker failed: ${error.message}`));
-    w.once('error', fail);
-    w.once('message', (m) => (w.off('error', fail), resolve(m)));
+    if (w.threadId === -1) return reject(new Error('a training worker is not running (closed or exited)'));
+    const done = () => (w.off('error', fail), w.off('exit', exited), w.off('message', reply));
+    const fail = (error: Error) => (done(), reject(new Error(`a training worker failed: ${error.message}`)));
+    const exited = (code: number) => (done(), reject(new Error(`a training worker exited with code ${code}`)));
+    const reply = (m: ShardResult & { ready?: true }) => (done(), resolve(m));
+    w.on('error', fail).on('exit', exited).on('message', reply);
   });
   await Promise.all(threads.map(next));
   const shards: Shards = {

@@ -32,7 +32,8 @@ async function main() {
 
   const model = loadModel(name, dir);
   const { card } = model;
-  const eta = num(flags, 'eta', card.recommended.eta ?? 0, (e) => e >= 0 && e <= 1);
+  const defaultEta = card.recommended.eta ?? 0; // cards written before eta was tuned may lack it
+  const eta = num(flags, 'eta', defaultEta, (e) => e >= 0 && e <= 1);
   const classifierName = typeof flags.classifier === 'string' ? flags.classifier : `classifier-${card.dataset}`;
   const judge = loadJudge(classifierName, dir);
   const dataDir = typeof flags.data === 'string' ? flags.data : undefined;
@@ -68,10 +69,10 @@ async function main() {
     imagesSeen: (card.training as { imagesSeen?: number } | undefined)?.imagesSeen ?? null,
     heldOutImages: heldOut.count,
     floor: { images: real.labels.length, recognised: round(floor.recognised), frechet: round(floor.frechet) },
-    defaultGuidance: card.recommended.guidance, defaultEta: card.recommended.eta ?? 0,
+    defaultGuidance: card.recommended.guidance, defaultEta,
     target: TARGETS[card.dataset] ?? null,
     // the target is for the model's own defaults: its guidance and its eta
-    targetMet: TARGETS[card.dataset] === undefined ? null : results[0].recognised >= TARGETS[card.dataset] && eta === (card.recommended.eta ?? 0),
+    targetMet: TARGETS[card.dataset] === undefined ? null : results[0].recognised >= TARGETS[card.dataset] && eta === defaultEta,
     results,
     date: new Date().toISOString(),
   };
@@ -83,7 +84,7 @@ async function main() {
   }
   process.stdout.write(`${table(evalBlock)}\n`);
   if (evalBlock.target !== null) {
-    process.stdout.write(`target: ${pct(evalBlock.target)} recognised at the default guidance w = ${card.recommended.guidance}, eta ${card.recommended.eta ?? 0}: ${evalBlock.targetMet ? 'met' : 'not met yet'}\n`);
+    process.stdout.write(`target: ${pct(evalBlock.target)} recognised at the default guidance w = ${card.recommended.guidance}, eta ${defaultEta}: ${evalBlock.targetMet ? 'met' : 'not met yet'}\n`);
   }
 }
 

@@ -25,7 +25,6 @@ export function modelPaths(model: string, dir = MODELS_DIR) {
   return { weights, card: weights.replace(/\.safetensors$/, '.json'), name: basename(weights, '.safetensors') };
 }
 
-
 /** Loads a model's weights and card; the card's architecture must match the weights. */
 export function loadModel(model: string, dir = MODELS_DIR): { card: ModelCard; config: UNetConfig; params: Params; paths: ReturnType<typeof modelPaths> } {
   const paths = modelPaths(model, dir);

@@ -60,6 +60,14 @@ describe('data-parallel training (3 shards of 2 images)', () => {
     expect(Array.from(tr.ema!['down_block1.weight'].dataSync())).not.toEqual(Array.from(before));
   });
 
+  it('fails, rather than waiting, once its workers are gone', async () => {
+    const closed = await startShards(2, config, { kind: 'paper-linear', T: 50 }, tr);
+    await closed.close();
+    const x = tf.zeros([2, 28, 28, 1]) as tf.Tensor4D;
+    await expect(closed.gradients(tr, x, [0, 1])).rejects.toThrow(/a training worker is not running/);
+    x.dispose();
+  }, 120_000);
+
   it('rejects a batch that does not split evenly', async () => {
     const odd = tf.zeros([4, 28, 28, 1]) as tf.Tensor4D;
     await expect(shards.gradients(tr, odd, [0, 1, 2, 3])).rejects.toThrow(/--batch 4 is not divisible by --workers 3/);
