@@ -81,6 +81,27 @@ describe('npm run eval', () => {
     expect(npmRun('eval', [...args, '--eta', '2']).stderr).toMatch(/--eta must be a valid number/);
   });
 
+  it('--tune chooses the default guidance on other seeds, writes it into the card, then reports at it', () => {
+    const path = join(models, 'tiny.json');
+    const args = ['--model', 'tiny', '--models', models, '--data', data, '--per-class', '2', '--steps', '2', '--guidance', '4'];
+    const r = npmRun('eval', [...args, '--tune', '0,1,2', '--tune-seeds', '3', '--eta', '0.5']);
+    expect(r.code, r.stderr).toBe(0);
+    const card = JSON.parse(readFileSync(path, 'utf8'));
+    const { guidance, eta, chosen } = card.recommended;
+    expect(eta).toBe(0.5);
+    expect(chosen).toMatch(/^η = 0\.5 and w = \d chosen by npm run eval -- --tune on seeds 3 \(20 samples each\), recognised for w = 0 \/ 1 \/ 2: [\d.]+ \/ [\d.]+ \/ [\d.]+%; npm run eval reports seed 0$/);
+    const shares = chosen.match(/: ([\d.]+) \/ ([\d.]+) \/ ([\d.]+)%/).slice(1).map(Number);
+    expect(shares[guidance]).toBe(Math.max(...shares)); // w = 0, 1, 2 sit at index w
+    for (const w of [0, 1, 2]) expect(r.stderr).toContain(`tune w = ${w}: recognised ${shares[w].toFixed(1)}% on seeds 3`);
+    expect(card.eval).toMatchObject({ defaultGuidance: guidance, defaultEta: 0.5, eta: 0.5 });
+    expect(card.eval.results.map((x: { guidance: number }) => x.guidance)).toEqual([guidance, 4]);
+    expect(card.training.steps).toBe(2); // the rest of the card is kept
+    const clash = npmRun('eval', [...args, '--tune', '1', '--tune-seeds', '0,1']);
+    expect(clash.code).toBe(1);
+    expect(clash.stderr).toMatch(/^error: --tune-seeds must not include the reported --seed 0/);
+    expect(npmRun('eval', [...args, '--tune', '1,x']).stderr).toMatch(/--tune must be numbers separated by commas, received "1,x"/);
+  });
+
   it('says how to get a missing classifier', () => {
     const r = npmRun('eval', ['--model', 'tiny', '--models', models, '--data', data, '--classifier', 'nope']);
     expect(r.code).toBe(1);
