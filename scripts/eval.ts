@@ -1,13 +1,13 @@
 // npm run eval -- --model NAME [--guidance 0,1,2,4] [--per-class 10] [--steps 50] [--eta E] [--seed 0] [--data DIR] [--no-write]
-//                 [--tune 2,2.5,3 [--tune-seeds 1,2]]
+//                 [--tune 2,2.5,3 [--tune-seeds S,S]]
 // Scores a class-conditional model with the project's classifier (public/models/classifier-DATASET):
 // for each guidance w (the model's default and 0, 1, 2, 4), K DDIM samples per class (the model's recommended eta
 // unless --eta); the share that the
 // classifier recognises as the requested class, and the Frechet distance between classifier features of the
 // samples and of the held-out real images, beside the same distance for as many real training images (the floor).
 // The numbers go into the model card's "eval" block, and one sample grid per w beside it (NAME-w{w}.png).
-// --tune first chooses the default guidance among the listed w on other seeds (never the reported one) and writes it,
-// with eta and how it was chosen, into the card's "recommended" block.
+// --tune first chooses the default guidance among the listed w on other seeds (1 and 2 for 10 per class; never the
+// reported seed's noise) and writes it, with eta and how it was chosen, into the card's "recommended" block.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
@@ -31,12 +31,18 @@ async function main() {
   const seed = num(flags, 'seed', 0, (s) => Number.isInteger(s) && s >= 0);
   const extra = flags.guidance === undefined ? [0, 1, 2, 4] : numbers(flags, 'guidance', Number.isFinite);
   const tuneWs = flags.tune === undefined ? [] : numbers(flags, 'tune', Number.isFinite);
-  const tuneSeeds = flags['tune-seeds'] === undefined ? [1, 2] : numbers(flags, 'tune-seeds', (s) => Number.isInteger(s) && s >= 0);
-  if (tuneSeeds.includes(seed)) throw new Error(`--tune-seeds must not include the reported --seed ${seed}: the guidance would be chosen on the samples it is scored on`);
+  const tuneSeeds = flags['tune-seeds'] === undefined ? [] : numbers(flags, 'tune-seeds', (s) => Number.isInteger(s) && s >= 0);
   await useNodeBackend((typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend);
 
   const model = loadModel(name, dir);
   const { card } = model;
+  // sampleImages draws chunk k of CHUNK images with seed + k: tuning seeds must not reuse the reported noise
+  const chunks = Math.ceil((card.classNames.length * K) / CHUNK);
+  if (tuneWs.length && !tuneSeeds.length) tuneSeeds.push(seed + chunks, seed + 2 * chunks);
+  if (tuneSeeds.some((s) => Math.abs(s - seed) < chunks)) {
+    throw new Error(`--tune-seeds must not reuse the noise of the reported --seed ${seed}: keep them ${chunks} or more away from it`
+      + ' (otherwise the guidance would be chosen on the samples it is scored on)');
+  }
   const eta = num(flags, 'eta', card.recommended.eta ?? 0, (e) => e >= 0 && e <= 1); // older cards may lack eta
   const classifierName = typeof flags.classifier === 'string' ? flags.classifier : `classifier-${card.dataset}`;
   const judge = loadJudge(classifierName, dir);
@@ -53,7 +59,7 @@ async function main() {
 
   const labels = Array.from({ length: classes * K }, (_, i) => Math.floor(i / K)); // K of class 0, then K of class 1, ...
   if (tuneWs.length) {
-    const rows = await tune(tuneWs, tuneSeeds, (w, s) => sampleImages(model, labels, { sampler: 'ddim', steps, eta, guidance: w, seed: s }),
+    const rows = await tune(tuneWs, tuneSeeds, (w, s) => sampleImages(model, labels, { sampler: 'ddim', steps, eta, guidance: w, seed: s }, CHUNK),
       (images) => score(judge, images, labels, reference));
     const best = rows[0];
     const chosen = `η = ${eta} and w = ${best.w} chosen by npm run eval -- --tune on seeds ${tuneSeeds.join(', ')} (${labels.length} samples each), `
@@ -69,7 +75,7 @@ async function main() {
   const results = [];
   for (const w of ws) {
     const started = performance.now();
-    const images = await sampleImages(model, labels, { sampler: 'ddim', steps, eta, guidance: w, seed });
+    const images = await sampleImages(model, labels, { sampler: 'ddim', steps, eta, guidance: w, seed }, CHUNK);
     const s = await score(judge, images, labels, reference);
     const seconds = (performance.now() - started) / 1000;
     process.stderr.write(`w = ${w}: recognised ${pct(s.recognised)}, Frechet ${s.frechet.toFixed(2)} (${seconds.toFixed(0)} s)\n`);
@@ -168,6 +174,9 @@ async function score(judge: ReturnType<typeof loadJudge>, images: Float32Array, 
     frechet: frechetDistance(fitGaussian(features, judge.config.features), reference),
   };
 }
+
+/** Images sampled at once; chunk k is drawn with seed + k. */
+const CHUNK = 100;
 
 /** The share of samples at the default guidance that the issue asks the classifier to recognise. */
 const TARGETS: Record<string, number> = { mnist: 0.95, 'fashion-mnist': 0.85 };

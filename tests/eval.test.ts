@@ -98,7 +98,9 @@ describe('npm run eval', () => {
     expect(card.training.steps).toBe(2); // the rest of the card is kept
     const clash = npmRun('eval', [...args, '--tune', '1', '--tune-seeds', '0,1']);
     expect(clash.code).toBe(1);
-    expect(clash.stderr).toMatch(/^error: --tune-seeds must not include the reported --seed 0/);
+    expect(clash.stderr).toMatch(/^error: --tune-seeds must not reuse the noise of the reported --seed 0: keep them 1 or more away/);
+    const chunked = npmRun('eval', [...args, '--per-class', '20', '--tune', '1', '--tune-seeds', '1']); // chunks of 100 use seeds 0 and 1
+    expect(chunked.stderr).toMatch(/^error: --tune-seeds must not reuse the noise of the reported --seed 0: keep them 2 or more away/);
     expect(npmRun('eval', [...args, '--tune', '1,x']).stderr).toMatch(/--tune must be numbers separated by commas, received "1,x"/);
   });
 
