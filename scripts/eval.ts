@@ -17,7 +17,7 @@ import { encodeGreyPng } from '../src/lib/data/png';
 import { labelledGrid } from '../src/lib/data/grid';
 import { classify, loadClassifier, type ClassifierConfig, type ClassifierParams } from '../src/lib/classifier/cnn';
 import { fitGaussian, frechetDistance, type Gaussian } from '../src/lib/classifier/frechet';
-import { loadModel, MODELS_DIR, modelPaths, sampleImages, type ModelCard } from './models';
+import { loadModel, MODELS_DIR, modelPaths, SAMPLE_CHUNK, sampleImages, type ModelCard } from './models';
 import { need, num, parseFlags, readJsonFile, runMain, writeAtomic } from './cli';
 
 const FLAGS = ['model', 'guidance', 'per-class', 'steps', 'eta', 'seed', 'data', 'models', 'classifier', 'no-write', 'backend', 'tune', 'tune-seeds'];
@@ -36,8 +36,8 @@ async function main() {
 
   const model = loadModel(name, dir);
   const { card } = model;
-  // sampleImages draws chunk k of CHUNK images with seed + k: tuning seeds must not reuse the reported noise
-  const chunks = Math.ceil((card.classNames.length * K) / CHUNK);
+  // sampleImages draws chunk k of SAMPLE_CHUNK images with seed + k: tuning seeds must not reuse the reported noise
+  const chunks = Math.ceil((card.classNames.length * K) / SAMPLE_CHUNK);
   if (tuneWs.length && !tuneSeeds.length) tuneSeeds.push(seed + chunks, seed + 2 * chunks);
   if (tuneSeeds.some((s) => Math.abs(s - seed) < chunks)) {
     throw new Error(`--tune-seeds must not reuse the noise of the reported --seed ${seed}: keep them ${chunks} or more away from it`
@@ -59,23 +59,20 @@ async function main() {
 
   const labels = Array.from({ length: classes * K }, (_, i) => Math.floor(i / K)); // K of class 0, then K of class 1, ...
   if (tuneWs.length) {
-    const rows = await tune(tuneWs, tuneSeeds, (w, s) => sampleImages(model, labels, { sampler: 'ddim', steps, eta, guidance: w, seed: s }, CHUNK),
+    const rows = await tune(tuneWs, tuneSeeds, (w, s) => sampleImages(model, labels, { sampler: 'ddim', steps, eta, guidance: w, seed: s }),
       (images) => score(judge, images, labels, reference));
-    const best = rows[0];
+    // the most recognised; ties go to the lower mean Frechet distance
+    const best = rows.reduce((a, b) => (b.recognised > a.recognised || (b.recognised === a.recognised && b.frechet < a.frechet) ? b : a));
     const chosen = `η = ${eta} and w = ${best.w} chosen by npm run eval -- --tune on seeds ${tuneSeeds.join(', ')} (${labels.length} samples each), `
-      + `recognised for w = ${tuneWs.join(' / ')}: ${tuneWs.map((w) => +(100 * rows.find((r) => r.w === w)!.recognised).toFixed(1)).join(' / ')}%; `
+      + `recognised for w = ${tuneWs.join(' / ')}: ${rows.map((r) => +(100 * r.recognised).toFixed(1)).join(' / ')}%; `
       + `npm run eval reports seed ${seed}`;
     card.recommended = { ...card.recommended, eta, guidance: best.w, chosen };
-    if (flags['no-write'] !== true) {
-      const fresh = readJsonFile<ModelCard>(model.paths.card);
-      writeAtomic(model.paths.card, `${JSON.stringify({ ...fresh, recommended: card.recommended }, null, 1)}\n`);
-    }
   }
   const ws = [...new Set([card.recommended.guidance, ...extra])];
   const results = [];
   for (const w of ws) {
     const started = performance.now();
-    const images = await sampleImages(model, labels, { sampler: 'ddim', steps, eta, guidance: w, seed }, CHUNK);
+    const images = await sampleImages(model, labels, { sampler: 'ddim', steps, eta, guidance: w, seed });
     const s = await score(judge, images, labels, reference);
     const seconds = (performance.now() - started) / 1000;
     process.stderr.write(`w = ${w}: recognised ${pct(s.recognised)}, Frechet ${s.frechet.toFixed(2)} (${seconds.toFixed(0)} s)\n`);
@@ -103,8 +100,9 @@ async function main() {
   if (flags['no-write'] !== true) {
     const paths = modelPaths(name, dir);
     const fresh = readJsonFile<ModelCard>(paths.card); // re-read: a running training may have rewritten it meanwhile
-    writeAtomic(paths.card, `${JSON.stringify({ ...fresh, eval: evalBlock }, null, 1)}\n`);
-    process.stderr.write(`wrote the eval block into ${paths.card}\n`);
+    const tuned = tuneWs.length ? { recommended: card.recommended } : {};
+    writeAtomic(paths.card, `${JSON.stringify({ ...fresh, ...tuned, eval: evalBlock }, null, 1)}\n`);
+    process.stderr.write(`wrote the ${tuneWs.length ? 'tuned recommendation and the ' : ''}eval block into ${paths.card}\n`);
   }
   process.stdout.write(`${table(evalBlock)}\n`);
   if (evalBlock.target !== null) {
@@ -112,7 +110,7 @@ async function main() {
   }
 }
 
-/** Scores each w over the tuning seeds; best first: the most recognised, ties broken by the lower mean Frechet distance. */
+/** Each w's mean share recognised and mean Frechet distance over the tuning seeds, in the order of `ws`. */
 async function tune(ws: number[], seeds: number[], sample: (w: number, seed: number) => Promise<Float32Array>,
   scoreOf: (images: Float32Array) => Promise<{ recognised: number; frechet: number }>) {
   const rows: { w: number; recognised: number; frechet: number }[] = [];
@@ -123,7 +121,7 @@ async function tune(ws: number[], seeds: number[], sample: (w: number, seed: num
     rows.push({ w, recognised: mean((x) => x.recognised), frechet: mean((x) => x.frechet) });
     process.stderr.write(`tune w = ${w}: recognised ${pct(rows.at(-1)!.recognised)} on seeds ${seeds.join(', ')}\n`);
   }
-  return rows.sort((a, b) => b.recognised - a.recognised || a.frechet - b.frechet);
+  return rows;
 }
 
 /** A list of numbers separated by commas, each passing `ok`. */
@@ -174,9 +172,6 @@ async function score(judge: ReturnType<typeof loadJudge>, images: Float32Array, 
     frechet: frechetDistance(fitGaussian(features, judge.config.features), reference),
   };
 }
-
-/** Images sampled at once; chunk k is drawn with seed + k. */
-const CHUNK = 100;
 
 /** The share of samples at the default guidance that the issue asks the classifier to recognise. */
 const TARGETS: Record<string, number> = { mnist: 0.95, 'fashion-mnist': 0.85 };

@@ -37,6 +37,9 @@ export function loadModel(model: string, dir = MODELS_DIR): { card: ModelCard; c
   return { card, config, params, paths };
 }
 
+/** Images sampled at once by default; chunk k of a call is drawn with seed + k. */
+export const SAMPLE_CHUNK = 100;
+
 export interface SampleSettings { sampler: 'ddpm' | 'ddim'; steps: number; eta: number; guidance: number; seed: number }
 
 /**
@@ -44,7 +47,7 @@ export interface SampleSettings { sampler: 'ddpm' | 'ddim'; steps: number; eta: 
  * (chunk k uses seed + k). Returns [N, 28, 28] row-major values clipped to [-1, 1].
  */
 export async function sampleImages(model: { card: ModelCard; config: UNetConfig; params: Params }, labels: number[],
-  s: SampleSettings, chunk = 100, onChunk?: (done: number) => void): Promise<Float32Array> {
+  s: SampleSettings, chunk = SAMPLE_CHUNK, onChunk?: (done: number) => void): Promise<Float32Array> {
   const { card, config, params } = model;
   const schedule = makeSchedule(card.schedule.kind, card.schedule.T);
   const size = card.architecture.imageSize;
