@@ -16,12 +16,16 @@ import { DATASETS, IMAGE_SIZE, gatherImages, loadDataset, type Dataset, type Dat
 import { batchIndices } from '../src/lib/data/batches';
 import { MODELS_DIR, modelPaths, type ModelCard } from './models';
 import { startShards } from './data-parallel';
+import { widenParams } from './widen';
 import { need, num, parseFlags, readJsonFile, runMain, writeAtomic } from './cli';
 
 const FLAGS = [
   'dataset', 'data', 'channels', 'timesteps', 'schedule', 'epochs', 'batch', 'seed', 'out', 'resume', 'lr', 'warmup',
-  'label-dropout', 'ema', 'backend', 'limit', 'checkpoint-minutes', 'stop-at', 'checkpoints', 'models', 'guidance', 'workers',
+  'label-dropout', 'ema', 'backend', 'limit', 'checkpoint-minutes', 'stop-at', 'checkpoints', 'models', 'guidance', 'workers', 'init',
 ];
+
+/** Relative noise that breaks the symmetry between the copies of a widened channel (./widen.ts). */
+const WIDEN_NOISE = 0.01;
 
 /** Everything that defines a run; stored in the checkpoint so that --resume continues the same run. */
 interface RunConfig {
@@ -38,7 +42,11 @@ interface RunConfig {
   labelDropout: number;
   emaDecay: number | null;
   guidance: number; // recommended guidance written to the model card
+  init?: InitFrom | null; // --init: the run started from another run's EMA weights, widened
 }
+
+/** Where a run started by --init came from: that checkpoint's width and how far it had trained. */
+interface InitFrom { checkpoint: string; channels: number; steps: number; imagesSeen: number }
 
 interface RunState {
   step: number; epochs: number; wallSeconds: number; losses: number[];
@@ -74,7 +82,9 @@ async function main() {
   if (!resume && existsSync(ckptFile)) throw new Error(`${ckptFile} exists: pass --resume to continue that run, or choose another --out`);
 
   const saved = resume ? readCheckpoint(ckptFile) : null;
+  if (resume && flags.init !== undefined) throw new Error('--init starts a new run: leave it out with --resume');
   const run = saved ? resumedConfig(saved.run, flags) : freshConfig(flags);
+  const initCkpt = !saved && run.init ? readCheckpoint(resolve(run.init.checkpoint)) : null;
   const epochs = num(flags, 'epochs', saved?.state.epochs ?? NaN, (n) => n > 0);
   if (!Number.isFinite(epochs)) throw new Error('missing --epochs <value>');
   const stopAt = num(flags, 'stop-at', Infinity, (n) => int(n) || n === Infinity);
@@ -114,7 +124,7 @@ async function main() {
     }
     await restoreAdam(tr, saved.adam);
   } else {
-    const init = initParams(config, run.seed);
+    const init = initCkpt ? widenedInit(initCkpt, config, run.seed) : initParams(config, run.seed);
     tr = createTrainer(pick(init, order), config, schedule, options);
     tf.dispose(Object.values(init));
   }
@@ -178,7 +188,7 @@ function freshConfig(flags: Record<string, string | true>): RunConfig {
   const schedule = (typeof flags.schedule === 'string' ? flags.schedule : 'paper-linear') as ScheduleKind;
   if (!['paper-linear', 'ddpm-linear', 'cosine'].includes(schedule)) throw new Error(`--schedule must be paper-linear, ddpm-linear or cosine, received "${schedule}"`);
   const ema = flags.ema === 'none' ? null : num(flags, 'ema', 0.999, (d) => d > 0 && d < 1);
-  return {
+  const run: RunConfig = {
     dataset, schedule,
     data: typeof flags.data === 'string' ? resolve(flags.data) : null,
     limit: flags.limit === undefined ? null : num(flags, 'limit', 0, int),
@@ -192,6 +202,27 @@ function freshConfig(flags: Record<string, string | true>): RunConfig {
     emaDecay: ema,
     guidance: num(flags, 'guidance', 3),
   };
+  if (flags.init === true) throw new Error('missing --init <checkpoint file>');
+  return { ...run, init: typeof flags.init === 'string' ? initFrom(flags.init, run) : null };
+}
+
+/** --init FILE: a checkpoint of the same data set and schedule, at a width that divides --channels. */
+function initFrom(path: string, to: RunConfig): InitFrom {
+  if (!existsSync(path)) throw new Error(`--init ${path}: no such checkpoint`);
+  const { run, state } = readCheckpoint(path);
+  const differs = run.dataset !== to.dataset ? `data set ${run.dataset}` : run.schedule !== to.schedule || run.timesteps !== to.timesteps
+    ? `schedule ${run.schedule} T=${run.timesteps}` : to.channels % run.channels ? `${run.channels} channels, which do not divide ${to.channels}` : null;
+  if (differs) throw new Error(`--init ${path} has ${differs}: it must match --dataset, --schedule and --timesteps, and its width must divide --channels`);
+  return { checkpoint: path, channels: run.channels, steps: state.step, imagesSeen: state.step * run.batch };
+}
+
+/** The --init checkpoint's EMA weights (its raw weights if it kept no EMA), widened to this run's channels. */
+function widenedInit(saved: ReturnType<typeof readCheckpoint>, config: UNetConfig, seed: number): Params {
+  const host = saved.ema ?? saved.params;
+  const small = Object.fromEntries(Object.entries(host).map(([name, { data, shape }]) => [name, tf.tensor(data, shape)]));
+  const wide = widenParams(small, { ...config, channels: saved.run.channels }, config.channels, WIDEN_NOISE, seed);
+  tf.dispose(Object.values(small));
+  return wide;
 }
 
 /** A resumed run keeps its data, architecture, schedule, batch order and randomness; --lr, --epochs, --guidance and --data (a moved folder) may change. */
@@ -302,7 +333,9 @@ async function exportModel(tr: Trainer, run: RunConfig, state: RunState, data: D
     training: {
       command: `npm run train -- --dataset ${run.dataset} --channels ${run.channels} --timesteps ${run.timesteps} --schedule ${run.schedule} `
         + `--epochs ${state.epochs} --batch ${run.batch} --seed ${run.seed} --lr ${state.lrFrom?.[0].lr ?? run.lr} --warmup ${run.warmup} `
-        + `--label-dropout ${run.labelDropout} --ema ${run.emaDecay ?? 'none'} --out ${name}${run.limit ? ` --limit ${run.limit}` : ''}, then --resume`,
+        + `--label-dropout ${run.labelDropout} --ema ${run.emaDecay ?? 'none'} --out ${name}${run.limit ? ` --limit ${run.limit}` : ''}`
+        + `${run.init ? ` --init ${run.init.checkpoint}` : ''}, then --resume`,
+      ...(run.init ? { initFrom: { ...run.init, widenNoise: WIDEN_NOISE } } : {}),
       lrFrom: state.lrFrom,
       dataset: run.dataset, images: n, split: 'train',
       epochs: state.step / Math.floor(n / run.batch), steps: state.step, imagesSeen: state.step * run.batch,

@@ -44,6 +44,20 @@ describe('npm run train', () => {
     expect(c.training.finalLoss).toBeCloseTo(losses('straight').reduce((a, b) => a + b) / 4, 5);
   });
 
+  it('--init starts a wider run from a checkpoint\'s EMA weights and records where they came from', () => {
+    const from = join(work, 'ck', 'straight', 'checkpoint.safetensors');
+    const wide = npmRun('train', [...run, '--channels', '64', '--epochs', '1', '--init', from, '--out', 'wide']);
+    expect(wide.code, wide.stderr).toBe(0);
+    const c = card('wide');
+    expect(c.architecture.channels).toBe(64);
+    expect(c.training.initFrom).toEqual({ checkpoint: from, channels: 32, steps: 4, imagesSeen: 12, widenNoise: 0.01 });
+    expect(c.training.command).toContain(`--init ${from}`);
+    // same seed, so the same first batch and draws: the widened trained weights fit it better than a fresh network
+    expect(npmRun('train', [...run, '--channels', '64', '--stop-at', '1', '--out', 'wide-fresh']).code).toBe(0);
+    expect(losses('wide')[0]).toBeLessThan(0.9 * losses('wide-fresh')[0]);
+    expect(checkpoint('wide').tensors.get('p/middle_block.conv1.weight')!.shape).toEqual([3, 3, 128, 128]);
+  });
+
   it('--workers 2 splits each batch over two threads and trains the same run, up to float rounding', () => {
     const four = [...run.slice(0, run.indexOf('--batch')), '--batch', '4', ...run.slice(run.indexOf('--batch') + 2)];
     expect(npmRun('train', [...four, '--out', 'one-thread']).code).toBe(0);
@@ -90,6 +104,10 @@ describe('npm run train', () => {
       [[...run, '--out', 'x', '--workers', '2'], /--batch 3 is not divisible by --workers 2/],
       [[...run, '--out', 'x', '--workers', '0'], /--workers must be a valid number/],
       [[...run, '--out', 'x', '--workers', '2', '--backend', 'cpu'], /--workers 2 needs the wasm backend/],
+      [[...run, '--out', 'x', '--init', join(work, 'nothing.safetensors')], /--init .*nothing.safetensors: no such checkpoint/],
+      [[...run, '--out', 'x', '--channels', '96', '--init', join(work, 'ck', 'wide', 'checkpoint.safetensors')], /has 64 channels, which do not divide 96/],
+      [[...run, '--out', 'x', '--timesteps', '60', '--init', join(work, 'ck', 'straight', 'checkpoint.safetensors')], /has schedule paper-linear T=50: it must match/],
+      [['--resume', '--out', 'straight', '--init', join(work, 'ck', 'straight', 'checkpoint.safetensors'), ...dirs], /--init starts a new run/],
     ];
     for (const [args, message] of cases) {
       const r = npmRun('train', args);
