@@ -22,6 +22,9 @@ describe('the built models page', () => {
       expect(page).toMatch(new RegExp(`aria-label="Training loss of ${c.name}`));
       for (const { step, lr } of c.training.lrFrom ?? []) expect(page).toContain(step ? `${lr} from step ${step.toLocaleString('en')}` : String(lr));
       if (c.recommended.chosen) expect(page).toContain(c.recommended.chosen);
+      const init = c.training.initFrom;
+      if (init) expect(page).toContain(`${(init.imagesSeen + c.training.imagesSeen).toLocaleString('en')} images seen in all`);
+      if (init) expect(page).toContain(`<code>${init.checkpoint}</code>, a ${init.channels}-channel`);
       for (const r of c.eval?.results ?? []) {
         expect(page).toContain(`${Math.round(r.recognised * 100)}%`);
         expect(page).toContain(r.frechet.toFixed(1));
