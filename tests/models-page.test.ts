@@ -24,7 +24,7 @@ describe('the built models page', () => {
       if (c.recommended.chosen) expect(page).toContain(c.recommended.chosen);
       const init = c.training.initFrom;
       if (init) expect(page).toContain(`${(init.imagesSeen + c.training.imagesSeen).toLocaleString('en')} images seen in all`);
-      if (init) expect(page).toContain(`<code>${init.checkpoint}</code>, a ${init.channels}-channel`);
+      if (init) expect(page).toContain(`>${init.checkpoint}</code>, a ${init.channels}-channel`);
       for (const r of c.eval?.results ?? []) {
         expect(page).toContain(`${Math.round(r.recognised * 100)}%`);
         expect(page).toContain(r.frechet.toFixed(1));
