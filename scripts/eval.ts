@@ -76,10 +76,10 @@ async function main() {
     const s = await score(judge, images, labels, reference);
     const seconds = (performance.now() - started) / 1000;
     process.stderr.write(`w = ${w}: recognised ${pct(s.recognised)}, Frechet ${s.frechet.toFixed(2)} (${seconds.toFixed(0)} s)\n`);
-    results.push({ guidance: w, recognised: round(s.recognised), perClass: s.perClass.map(round), frechet: round(s.frechet), grid: `${modelPaths(name, dir).name}-w${w}.png` });
+    results.push({ guidance: w, recognised: round(s.recognised), perClass: s.perClass.map(round), frechet: round(s.frechet), grid: `${model.paths.name}-w${w}.png` });
     if (flags['no-write'] !== true) {
       const grid = labelledGrid(images, labels, { scale: 2 });
-      writeAtomic(join(dir, `${modelPaths(name, dir).name}-w${w}.png`), encodeGreyPng(grid.pixels, grid.width, grid.height));
+      writeAtomic(join(dir, `${model.paths.name}-w${w}.png`), encodeGreyPng(grid.pixels, grid.width, grid.height));
     }
   }
   const defaultEta = card.recommended.eta ?? 0;
@@ -98,7 +98,7 @@ async function main() {
     date: new Date().toISOString(),
   };
   if (flags['no-write'] !== true) {
-    const paths = modelPaths(name, dir);
+    const { paths } = model;
     const fresh = readJsonFile<ModelCard>(paths.card); // re-read: a running training may have rewritten it meanwhile
     const tuned = tuneWs.length ? { recommended: card.recommended } : {};
     writeAtomic(paths.card, `${JSON.stringify({ ...fresh, ...tuned, eval: evalBlock }, null, 1)}\n`);

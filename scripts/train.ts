@@ -83,8 +83,8 @@ async function main() {
 
   const saved = resume ? readCheckpoint(ckptFile) : null;
   if (resume && flags.init !== undefined) throw new Error('--init starts a new run: leave it out with --resume');
-  const run = saved ? resumedConfig(saved.run, flags) : freshConfig(flags);
-  const initCkpt = !saved && run.init ? readCheckpoint(resolve(run.init.checkpoint)) : null;
+  const source = flags.init === undefined ? null : initSource(flags.init);
+  const run = saved ? resumedConfig(saved.run, flags) : freshConfig(flags, source);
   const epochs = num(flags, 'epochs', saved?.state.epochs ?? NaN, (n) => n > 0);
   if (!Number.isFinite(epochs)) throw new Error('missing --epochs <value>');
   const stopAt = num(flags, 'stop-at', Infinity, (n) => int(n) || n === Infinity);
@@ -124,7 +124,7 @@ async function main() {
     }
     await restoreAdam(tr, saved.adam);
   } else {
-    const init = initCkpt ? widenedInit(initCkpt, config, run.seed) : initParams(config, run.seed);
+    const init = source ? widenedInit(source.saved, config, run.seed) : initParams(config, run.seed);
     tr = createTrainer(pick(init, order), config, schedule, options);
     tf.dispose(Object.values(init));
   }
@@ -182,7 +182,7 @@ async function main() {
   if (stopping === 'SIGINT') process.exit(130);
 }
 
-function freshConfig(flags: Record<string, string | true>): RunConfig {
+function freshConfig(flags: Record<string, string | true>, source: InitSource | null): RunConfig {
   const dataset = need(flags, 'dataset') as DatasetName;
   if (!DATASETS.includes(dataset)) throw new Error(`--dataset must be one of ${DATASETS.join(', ')}, received "${dataset}"`);
   const schedule = (typeof flags.schedule === 'string' ? flags.schedule : 'paper-linear') as ScheduleKind;
@@ -202,14 +202,20 @@ function freshConfig(flags: Record<string, string | true>): RunConfig {
     emaDecay: ema,
     guidance: num(flags, 'guidance', 3),
   };
-  if (flags.init === true) throw new Error('missing --init <checkpoint file>');
-  return { ...run, init: typeof flags.init === 'string' ? initFrom(flags.init, run) : null };
+  return { ...run, init: source ? initFrom(source, run) : null };
+}
+
+/** The checkpoint that --init FILE names, read once: checked against the new run, then widened into it. */
+interface InitSource { path: string; saved: ReturnType<typeof readCheckpoint> }
+
+function initSource(flag: string | true): InitSource {
+  if (flag === true) throw new Error('missing --init <checkpoint file>');
+  if (!existsSync(flag)) throw new Error(`--init ${flag}: no such checkpoint`);
+  return { path: flag, saved: readCheckpoint(flag) };
 }
 
 /** --init FILE: a checkpoint of the same data set and schedule, at a width that divides --channels. */
-function initFrom(path: string, to: RunConfig): InitFrom {
-  if (!existsSync(path)) throw new Error(`--init ${path}: no such checkpoint`);
-  const { run, state } = readCheckpoint(path);
+function initFrom({ path, saved: { run, state } }: InitSource, to: RunConfig): InitFrom {
   const differs = run.dataset !== to.dataset ? `data set ${run.dataset}` : run.schedule !== to.schedule || run.timesteps !== to.timesteps
     ? `schedule ${run.schedule} T=${run.timesteps}` : to.channels % run.channels ? `${run.channels} channels, which do not divide ${to.channels}` : null;
   if (differs) throw new Error(`--init ${path} has ${differs}: it must match --dataset, --schedule and --timesteps, and its width must divide --channels`);
