@@ -62,21 +62,21 @@ describe('npm run eval', () => {
   it('samples at the card\'s recommended eta unless --eta says otherwise, and training keeps a tuned recommendation', () => {
     const path = join(models, 'tiny.json');
     const tuned = JSON.parse(readFileSync(path, 'utf8'));
-    tuned.recommended = { ...tuned.recommended, eta: 1, guidance: 2, chosen: 'chosen on seed 1' };
+    tuned.recommended = { ...tuned.recommended, eta: 0.5, guidance: 2, chosen: 'chosen on seed 1' };
     writeFileSync(path, JSON.stringify(tuned));
     const args = ['--model', 'tiny', '--models', models, '--data', data, '--per-class', '2', '--steps', '2', '--guidance', '0'];
     expect(npmRun('eval', args).code).toBe(0);
     let card = JSON.parse(readFileSync(path, 'utf8'));
-    expect(card.eval).toMatchObject({ eta: 1, defaultEta: 1, defaultGuidance: 2, command: 'npm run eval -- --model tiny' });
+    expect(card.eval).toMatchObject({ eta: 0.5, defaultEta: 0.5, defaultGuidance: 2, command: 'npm run eval -- --model tiny' });
     const r = npmRun('eval', [...args, '--eta', '0']);
     expect(r.stdout).toMatch(/DDIM-2 \(eta 0\), w = 2/);
     card = JSON.parse(readFileSync(path, 'utf8'));
-    expect(card.eval).toMatchObject({ eta: 0, defaultEta: 1, command: 'npm run eval -- --model tiny --eta 0', targetMet: false });
+    expect(card.eval).toMatchObject({ eta: 0, defaultEta: 0.5, command: 'npm run eval -- --model tiny --eta 0', targetMet: false });
     const resumed = npmRun('train', ['--resume', '--out', 'tiny', '--stop-at', '2', '--checkpoints', join(work, 'ck'), '--models', models, '--data', data]);
     expect(resumed.code, resumed.stderr).toBe(0);
     card = JSON.parse(readFileSync(path, 'utf8'));
     expect(card.training.steps).toBe(2);
-    expect(card.recommended).toMatchObject({ eta: 1, guidance: 2, chosen: 'chosen on seed 1' });
+    expect(card.recommended).toMatchObject({ eta: 0.5, guidance: 2, chosen: 'chosen on seed 1' });
     expect(card.eval.eta).toBe(0);
     expect(npmRun('eval', [...args, '--eta', '2']).stderr).toMatch(/--eta must be a valid number/);
   });
