@@ -34,11 +34,11 @@ describe('npm run sample', () => {
 
   it('writes a PNG grid, one row per label, and takes its defaults from the model card', () => {
     const card = JSON.parse(readFileSync(join(models, 'tiny.json'), 'utf8'));
-    writeFileSync(join(models, 'tiny.json'), JSON.stringify({ ...card, recommended: { ...card.recommended, steps: 3, guidance: 1.5 } }));
+    writeFileSync(join(models, 'tiny.json'), JSON.stringify({ ...card, recommended: { ...card.recommended, steps: 3, eta: 0.5, guidance: 1.5 } }));
     const out = join(work, 'grid.png');
     const r = sample('--labels', '0,1,2', '--per-label', '2', '--out', out);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/6 images from tiny with ddim-3 \(eta 0\), guidance 1\.5/);
+    expect(r.stderr).toMatch(/6 images from tiny with ddim-3 \(eta 0\.5\), guidance 1\.5/);
     const png = readFileSync(out);
     expect(Array.from(png.subarray(0, 8))).toEqual(Array.from(PNG_SIGNATURE));
     expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([10 + 2 * 58 + 2, 3 * 58 + 2]); // margin + 2 columns, 3 rows of 56 + 2
