@@ -331,7 +331,7 @@ async function exportModel(tr: Trainer, run: RunConfig, state: RunState, data: D
     schedule: { kind: run.schedule, T: run.timesteps },
     classNames: data.classNames,
     // the guidance given by --guidance, else the card's (a person may have tuned it and eta: `chosen` says how), else 3;
-    // eta 1 until tuned: on every model here stochastic DDIM recognised far more digits than eta 0 (mnist-64: 84.5 vs 54.5%)
+    // eta 1 until tuned: on every model here stochastic DDIM samples were recognised far more often than eta 0 (mnist-64: 84.5 vs 54.5%)
     recommended: {
       sampler: 'ddim', steps: Math.min(50, run.timesteps - 1), eta: previous?.recommended?.eta ?? 1,
       guidance: guidance ?? previous?.recommended?.guidance ?? run.guidance,
