@@ -43,7 +43,8 @@ async function main() {
     throw new Error(`--tune-seeds must not reuse the noise of the reported --seed ${seed}: keep them ${chunks} or more away from it`
       + ' (otherwise the guidance would be chosen on the samples it is scored on)');
   }
-  const eta = num(flags, 'eta', card.recommended.eta ?? 0, (e) => e >= 0 && e <= 1); // older cards may lack eta
+  card.recommended.eta ??= 0; // older cards may lack eta: the paper's deterministic DDIM
+  const eta = num(flags, 'eta', card.recommended.eta, (e) => e >= 0 && e <= 1);
   const classifierName = typeof flags.classifier === 'string' ? flags.classifier : `classifier-${card.dataset}`;
   const judge = loadJudge(classifierName, dir);
   const dataDir = typeof flags.data === 'string' ? flags.data : undefined;
@@ -82,7 +83,7 @@ async function main() {
       writeAtomic(join(dir, `${model.paths.name}-w${w}.png`), encodeGreyPng(grid.pixels, grid.width, grid.height));
     }
   }
-  const defaultEta = card.recommended.eta ?? 0;
+  const defaultEta = card.recommended.eta;
   const evalBlock = {
     command: `npm run eval -- --model ${name}${flags.eta === undefined ? '' : ` --eta ${eta}`}`,
     classifier: classifierName, classifierHeldOutAccuracy: judge.heldOutAccuracy,
