@@ -1,7 +1,7 @@
 // npm run bench -- [--backend wasm|cpu|webgpu] [--channels 32,64] [--batch 16] [--train-batch 32] [--repeats 5]
 // Median wall time of the UNet forward pass (batch 1 and B) and of one training step, printed as a table.
 import * as tf from '@tensorflow/tfjs-core';
-import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
+import { nodeGpuName, useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
 import { createTrainer, epsTheta, initParams, makeSchedule, trainStep, type UNetConfig } from '../src/lib/diffusion';
 import { num, parseFlags, runMain } from './cli';
 
@@ -54,7 +54,8 @@ async function main() {
     rows.push([String(C), f1.toFixed(1), fB.toFixed(1), step.toFixed(0), (step / trainB).toFixed(1), ((1000 * trainB) / step).toFixed(1)]);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  process.stdout.write(`tfjs ${backend}, median of ${repeats} runs after one warm-up\n`);
+  const gpu = backend === 'webgpu' ? ` on ${nodeGpuName() ?? 'an unnamed adapter'}` : '';
+  process.stdout.write(`tfjs ${backend}${gpu}, median of ${repeats} runs after one warm-up\n`);
   for (const [i, r] of rows.entries()) {
     process.stdout.write(`| ${r.map((c, j) => c.padStart(widths[j])).join(' | ')} |\n`);
     if (i === 0) process.stdout.write(`| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |\n`);

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
+import { nodeGpuName, useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
 import {
   createTrainer, initParams, makeSchedule, readSafetensors, saveUNet, torchShapes, trainStep, writeSafetensors,
   type HostTensor, type Params, type ScheduleKind, type Trainer, type UNetConfig,
@@ -353,6 +353,7 @@ async function exportModel(tr: Trainer, run: RunConfig, state: RunState, data: D
       lossCurve: downsample(state.losses, 200, run.batch),
       wallSeconds: Math.round(state.wallSeconds),
       machine: `${cpus()[0]?.model ?? 'unknown CPU'} (${cpus().length} cores), tfjs ${tf.getBackend()} backend`
+        + `${tf.getBackend() === 'webgpu' && nodeGpuName() ? ` (${nodeGpuName()})` : ''}`
         + `${workers > 1 ? ` on ${workers} worker threads` : ''}, Node ${process.version}`,
     },
     ...(previous?.eval ? { eval: previous.eval } : {}),

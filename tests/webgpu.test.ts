@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   createTrainer, ddimSample, ddpmSample, epsTheta, guidedEps, initParams, makeSchedule, trainStep, type Params, type UNetConfig,
 } from '../src/lib/diffusion';
-import { useNodeBackend } from '../src/lib/runtime/node';
+import { nodeGpuName, useNodeBackend } from '../src/lib/runtime/node';
 import { maxAbsDiff } from './helpers/backend';
 
 const config: UNetConfig = { imageChannels: 1, channels: 32, classes: 10 };
@@ -43,6 +43,9 @@ describe('webgpu in Node agrees with wasm', async () => {
   it('really ran on webgpu', () => {
     expect(wasm.backend).toBe('wasm');
     expect(gpu.backend).toBe('webgpu');
+  });
+  it('names the adapter that it ran on (model cards and the bench report it)', () => {
+    expect(nodeGpuName()).toMatch(/\w/);
   });
   it('a UNet forward pass, with and without labels, within 1e-4', () => {
     expect(maxAbsDiff(gpu.eps, wasm.eps)).toBeLessThan(1e-4);

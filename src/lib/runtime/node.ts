@@ -20,6 +20,13 @@ async function registerGradients() {
   await import('@tensorflow/tfjs-core/dist/register_all_gradients.js' as string);
 }
 
+let gpuName: string | null = null;
+
+/** The GPU that Dawn runs on (its adapter's description), or null before webgpu is set up. */
+export function nodeGpuName(): string | null {
+  return gpuName;
+}
+
 /** Sets a tfjs backend in Node, with gradients for training; webgpu goes through Dawn (the `webgpu` package). */
 export async function useNodeBackend(name: NodeBackend): Promise<void> {
   if (!NODE_BACKENDS.includes(name)) throw new Error(`unknown backend "${name}": expected one of ${NODE_BACKENDS.join(', ')}`);
@@ -34,7 +41,10 @@ export async function useNodeBackend(name: NodeBackend): Promise<void> {
     chooseSoftwareVulkan(existsSync);
     const { create, globals } = await import('webgpu');
     Object.assign(globalThis, globals);
-    Object.defineProperty(globalThis, 'navigator', { value: { gpu: create([]) }, configurable: true, writable: true });
+    const gpu = create([]);
+    Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
+    const info = (await gpu.requestAdapter())?.info;
+    gpuName = [info?.vendor, info?.architecture, info?.description && `(${info.description})`].filter(Boolean).join(' ') || null;
     await import('@tensorflow/tfjs-backend-webgpu');
   }
   if (!(await tf.setBackend(name))) throw new Error(`the ${name} backend could not be initialised`);
