@@ -31,6 +31,15 @@ export function num(flags: Record<string, string | true>, name: string, fallback
   return n;
 }
 
+/** A yes/no flag with a default: `--name`, `--name true` or `--name false`. */
+export function bool(flags: Record<string, string | true>, name: string, fallback: boolean): boolean {
+  const v = flags[name];
+  if (v === undefined) return fallback;
+  if (v === true || v === 'true') return true;
+  if (v === 'false') return false;
+  throw new Error(`--${name} must be true or false, received ${JSON.stringify(v)}`);
+}
+
 /** Writes via a temporary file and rename, so a failure never leaves a half-written file. */
 export function writeAtomic(path: string, data: string | Uint8Array) {
   const tmp = `${path}.tmp-${process.pid}`;

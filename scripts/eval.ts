@@ -1,13 +1,13 @@
-// npm run eval -- --model NAME [--guidance 0,1,2,4] [--per-class 10] [--steps 50] [--eta E] [--seed 0] [--data DIR] [--no-write]
+// npm run eval -- --model NAME [--guidance 0,1,2,4] [--per-class 10] [--steps 50] [--eta E] [--recompute-eps true|false] [--seed 0]
+//                 [--data DIR] [--no-write]
 //                 [--tune 2,2.5,3 [--tune-seeds S,S]]
 // Scores a class-conditional model with the project's classifier (public/models/classifier-DATASET):
-// for each guidance w (the model's default and 0, 1, 2, 4), K DDIM samples per class (the model's recommended eta
-// unless --eta); the share that the
-// classifier recognises as the requested class, and the Frechet distance between classifier features of the
+// for each guidance w (the model's default and 0, 1, 2, 4), K DDIM samples per class (the model's recommended eta and
+// recompute-eps unless given); the share that the classifier recognises as the requested class, and the Frechet distance between classifier features of the
 // samples and of the held-out real images, beside the same distance for as many real training images (the floor).
 // The numbers go into the model card's "eval" block, and one sample grid per w beside it (NAME-w{w}.png).
 // --tune first chooses the default guidance among the listed w on other seeds (1 and 2 for 10 per class; never the
-// reported seed's noise) and writes it, with eta and how it was chosen, into the card's "recommended" block.
+// reported seed's noise) and writes it, with eta, recompute-eps and how it was chosen, into the card's "recommended" block.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
@@ -18,9 +18,9 @@ import { labelledGrid } from '../src/lib/data/grid';
 import { classify, loadClassifier, type ClassifierConfig, type ClassifierParams } from '../src/lib/classifier/cnn';
 import { fitGaussian, frechetDistance, type Gaussian } from '../src/lib/classifier/frechet';
 import { loadModel, MODELS_DIR, modelPaths, SAMPLE_CHUNK, sampleImages, type ModelCard } from './models';
-import { need, num, parseFlags, readJsonFile, runMain, writeAtomic } from './cli';
+import { bool, need, num, parseFlags, readJsonFile, runMain, writeAtomic } from './cli';
 
-const FLAGS = ['model', 'guidance', 'per-class', 'steps', 'eta', 'seed', 'data', 'models', 'classifier', 'no-write', 'backend', 'tune', 'tune-seeds'];
+const FLAGS = ['model', 'guidance', 'per-class', 'steps', 'eta', 'seed', 'data', 'models', 'classifier', 'no-write', 'backend', 'tune', 'tune-seeds', 'recompute-eps'];
 
 async function main() {
   const flags = parseFlags(process.argv.slice(2), FLAGS);
@@ -43,8 +43,10 @@ async function main() {
     throw new Error(`--tune-seeds must not reuse the noise of the reported --seed ${seed}: keep them ${chunks} or more away from it`
       + ' (otherwise the guidance would be chosen on the samples it is scored on)');
   }
-  card.recommended.eta ??= 0; // older cards may lack eta: the paper's deterministic DDIM
+  card.recommended.eta ??= 0; // older cards may lack eta and recomputeEps: the paper's deterministic DDIM
+  card.recommended.recomputeEps ??= false;
   const eta = num(flags, 'eta', card.recommended.eta, (e) => e >= 0 && e <= 1);
+  const recomputeEps = bool(flags, 'recompute-eps', card.recommended.recomputeEps);
   const classifierName = typeof flags.classifier === 'string' ? flags.classifier : `classifier-${card.dataset}`;
   const judge = loadJudge(classifierName, dir);
   const dataDir = typeof flags.data === 'string' ? flags.data : undefined;
@@ -60,20 +62,20 @@ async function main() {
 
   const labels = Array.from({ length: classes * K }, (_, i) => Math.floor(i / K)); // K of class 0, then K of class 1, ...
   if (tuneWs.length) {
-    const rows = await tune(tuneWs, tuneSeeds, (w, s) => sampleImages(model, labels, { sampler: 'ddim', steps, eta, guidance: w, seed: s }),
+    const rows = await tune(tuneWs, tuneSeeds, (w, s) => sampleImages(model, labels, { sampler: 'ddim', steps, eta, recomputeEps, guidance: w, seed: s }),
       (images) => score(judge, images, labels, reference));
     // the most recognised; ties go to the lower mean Frechet distance
     const best = rows.reduce((a, b) => (b.recognised > a.recognised || (b.recognised === a.recognised && b.frechet < a.frechet) ? b : a));
-    const chosen = `η = ${eta} and w = ${best.w} chosen by npm run eval -- --tune on seeds ${tuneSeeds.join(', ')} (${labels.length} samples each), `
+    const chosen = `η = ${eta}${recomputeEps ? ', eps recomputed from the clipped x̂0,' : ''} and w = ${best.w} chosen by npm run eval -- --tune on seeds ${tuneSeeds.join(', ')} (${labels.length} samples each), `
       + `recognised for w = ${tuneWs.join(' / ')}: ${rows.map((r) => +(100 * r.recognised).toFixed(1)).join(' / ')}%; `
       + `npm run eval reports seed ${seed}`;
-    card.recommended = { ...card.recommended, eta, guidance: best.w, chosen };
+    card.recommended = { ...card.recommended, eta, recomputeEps, guidance: best.w, chosen };
   }
   const ws = [...new Set([card.recommended.guidance, ...extra])];
   const results = [];
   for (const w of ws) {
     const started = performance.now();
-    const images = await sampleImages(model, labels, { sampler: 'ddim', steps, eta, guidance: w, seed });
+    const images = await sampleImages(model, labels, { sampler: 'ddim', steps, eta, recomputeEps, guidance: w, seed });
     const s = await score(judge, images, labels, reference);
     const seconds = (performance.now() - started) / 1000;
     process.stderr.write(`w = ${w}: recognised ${pct(s.recognised)}, Frechet ${s.frechet.toFixed(2)} (${seconds.toFixed(0)} s)\n`);
@@ -83,18 +85,20 @@ async function main() {
       writeAtomic(join(dir, `${model.paths.name}-w${w}.png`), encodeGreyPng(grid.pixels, grid.width, grid.height));
     }
   }
-  const defaultEta = card.recommended.eta;
+  const { eta: defaultEta, recomputeEps: defaultRecomputeEps } = card.recommended;
   const evalBlock = {
-    command: `npm run eval -- --model ${name}${flags.eta === undefined ? '' : ` --eta ${eta}`}`,
+    command: `npm run eval -- --model ${name}${flags.eta === undefined ? '' : ` --eta ${eta}`}`
+      + `${flags['recompute-eps'] === undefined ? '' : ` --recompute-eps ${recomputeEps}`}`,
     classifier: classifierName, classifierHeldOutAccuracy: judge.heldOutAccuracy,
-    sampler: 'ddim', steps, eta, seed, samplesPerClass: K,
+    sampler: 'ddim', steps, eta, recomputeEps, seed, samplesPerClass: K,
     imagesSeen: (card.training as { imagesSeen?: number } | undefined)?.imagesSeen ?? null,
     heldOutImages: heldOut.count,
     floor: { images: real.labels.length, recognised: round(floor.recognised), frechet: round(floor.frechet) },
-    defaultGuidance: card.recommended.guidance, defaultEta,
+    defaultGuidance: card.recommended.guidance, defaultEta, defaultRecomputeEps,
     target: TARGETS[card.dataset] ?? null,
-    // the target is for the model's own defaults: its guidance and its eta
-    targetMet: TARGETS[card.dataset] === undefined ? null : results[0].recognised >= TARGETS[card.dataset] && eta === defaultEta,
+    // the target is for the model's own defaults: its guidance, eta and recompute-eps
+    targetMet: TARGETS[card.dataset] === undefined ? null
+      : results[0].recognised >= TARGETS[card.dataset] && eta === defaultEta && recomputeEps === defaultRecomputeEps,
     results,
     date: new Date().toISOString(),
   };
@@ -107,7 +111,7 @@ async function main() {
   }
   process.stdout.write(`${table(evalBlock)}\n`);
   if (evalBlock.target !== null) {
-    process.stdout.write(`target: ${pct(evalBlock.target)} recognised at the default guidance w = ${card.recommended.guidance}, eta ${defaultEta}: ${evalBlock.targetMet ? 'met' : 'not met yet'}\n`);
+    process.stdout.write(`target: ${pct(evalBlock.target)} recognised at the default guidance w = ${card.recommended.guidance}, eta ${defaultEta}${defaultRecomputeEps ? ', eps recomputed' : ''}: ${evalBlock.targetMet ? 'met' : 'not met yet'}\n`);
   }
 }
 
@@ -180,9 +184,9 @@ const TARGETS: Record<string, number> = { mnist: 0.95, 'fashion-mnist': 0.85 };
 const round = (x: number) => Number(x.toFixed(4));
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
-function table(e: { floor: { recognised: number; frechet: number }; results: { guidance: number; recognised: number; frechet: number }[]; samplesPerClass: number; steps: number; eta: number }) {
+function table(e: { floor: { recognised: number; frechet: number }; results: { guidance: number; recognised: number; frechet: number }[]; samplesPerClass: number; steps: number; eta: number; recomputeEps: boolean }) {
   const rows = [['', 'recognised', 'Frechet distance'], ['real training images', pct(e.floor.recognised), e.floor.frechet.toFixed(2)],
-    ...e.results.map((r) => [`DDIM-${e.steps} (eta ${e.eta}), w = ${r.guidance}`, pct(r.recognised), r.frechet.toFixed(2)])];
+    ...e.results.map((r) => [`DDIM-${e.steps} (eta ${e.eta}${e.recomputeEps ? ', eps recomputed' : ''}), w = ${r.guidance}`, pct(r.recognised), r.frechet.toFixed(2)])];
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   return rows.map((r, i) => `| ${r.map((c, j) => c.padEnd(widths[j])).join(' | ')} |${i === 0 ? `\n| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |` : ''}`).join('\n');
 }

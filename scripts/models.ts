@@ -14,7 +14,8 @@ export interface ModelCard {
   architecture: { imageChannels: number; channels: number; classes: number | null; imageSize: number };
   schedule: { kind: ScheduleKind; T: number };
   classNames: string[];
-  recommended: { sampler: 'ddpm' | 'ddim'; steps: number; eta: number; guidance: number; chosen?: string };
+  // recomputeEps: DDIM re-derives eps from the clipped x_0 estimate (absent in older cards: false, the paper's loop)
+  recommended: { sampler: 'ddpm' | 'ddim'; steps: number; eta: number; guidance: number; recomputeEps?: boolean; chosen?: string };
   training?: Record<string, unknown>;
   eval?: Record<string, unknown>;
 }
@@ -40,7 +41,7 @@ export function loadModel(model: string, dir = MODELS_DIR): { card: ModelCard; c
 /** Images sampled at once by default; chunk k of a call is drawn with seed + k. */
 export const SAMPLE_CHUNK = 100;
 
-export interface SampleSettings { sampler: 'ddpm' | 'ddim'; steps: number; eta: number; guidance: number; seed: number }
+export interface SampleSettings { sampler: 'ddpm' | 'ddim'; steps: number; eta: number; recomputeEps: boolean; guidance: number; seed: number }
 
 /**
  * Samples one image per label with classifier-free guidance w, in chunks of at most `chunk` images
@@ -58,7 +59,7 @@ export async function sampleImages(model: { card: ModelCard; config: UNetConfig;
     const epsFn = guidedEps(params, config, y, s.guidance);
     const opts = { seed: s.seed + k };
     const x = s.sampler === 'ddpm' ? await ddpmSample(epsFn, schedule, shape, opts)
-      : await ddimSample(epsFn, schedule, shape, { ...opts, steps: s.steps, eta: s.eta });
+      : await ddimSample(epsFn, schedule, shape, { ...opts, steps: s.steps, eta: s.eta, recomputeEps: s.recomputeEps });
     const clipped = tf.clipByValue(x, -1, 1);
     out.set(await clipped.data(), at * size * size * config.imageChannels);
     tf.dispose([x, clipped]);

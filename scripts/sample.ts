@@ -1,16 +1,18 @@
 // npm run sample -- --model NAME --labels 0,1,... --per-label K --sampler ddpm|ddim --steps S --eta E --guidance W --seed N --out FILE
+//                   [--recompute-eps true|false]
 // Samples a class-conditional model with classifier-free guidance. FILE.png is a labelled grid (one row per label);
 // FILE.json is exactly {"labels": [N ints], "shape": [N, 28, 28], "images": [N*784 floats in -1..1, row-major]}.
-// Sampler, steps, eta and guidance default to the model card's recommendation.
+// Sampler, steps, eta, guidance and recompute-eps (DDIM re-derives eps from the clipped x_0) default to the model card's
+// recommendation.
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
 import { encodeGreyPng } from '../src/lib/data/png';
 import { labelledGrid } from '../src/lib/data/grid';
 import { loadModel, MODELS_DIR, sampleImages, type SampleSettings } from './models';
-import { need, num, parseFlags, runMain, writeAtomic } from './cli';
+import { bool, need, num, parseFlags, runMain, writeAtomic } from './cli';
 
-const FLAGS = ['model', 'labels', 'per-label', 'sampler', 'steps', 'eta', 'guidance', 'seed', 'out', 'backend', 'models', 'scale'];
+const FLAGS = ['model', 'labels', 'per-label', 'sampler', 'steps', 'eta', 'guidance', 'seed', 'out', 'backend', 'models', 'scale', 'recompute-eps'];
 
 async function main() {
   const flags = parseFlags(process.argv.slice(2), FLAGS);
@@ -36,17 +38,18 @@ async function main() {
     sampler: (sampler ?? rec.sampler) as 'ddpm' | 'ddim',
     steps: num(flags, 'steps', rec.steps, (s) => Number.isInteger(s) && s >= 1),
     eta: num(flags, 'eta', rec.eta, (e) => e >= 0 && e <= 1),
+    recomputeEps: bool(flags, 'recompute-eps', rec.recomputeEps ?? false),
     guidance: num(flags, 'guidance', rec.guidance),
     seed,
   };
-  if (settings.sampler === 'ddpm' && (flags.steps !== undefined || flags.eta !== undefined)) {
-    throw new Error('--steps and --eta apply to --sampler ddim only: DDPM takes all T steps with its own variance');
+  if (settings.sampler === 'ddpm' && (flags.steps !== undefined || flags.eta !== undefined || flags['recompute-eps'] !== undefined)) {
+    throw new Error('--steps, --eta and --recompute-eps apply to --sampler ddim only: DDPM takes all T steps with its own variance');
   }
   const all = labels.flatMap((l) => Array<number>(perLabel).fill(l)); // label-major: K images of the first label, then the next
   const started = performance.now();
   const images = await sampleImages(loaded, all, settings, 100, (done) => process.stderr.isTTY && process.stderr.write(`\rsampled ${done}/${all.length}`));
   const seconds = (performance.now() - started) / 1000;
-  process.stderr.write(`${process.stderr.isTTY ? '\r' : ''}${all.length} images from ${loaded.paths.name} with ${settings.sampler}${settings.sampler === 'ddim' ? `-${settings.steps} (eta ${settings.eta})` : ` (${card.schedule.T} steps)`}, guidance ${settings.guidance}, seed ${seed} in ${seconds.toFixed(1)} s\n`);
+  process.stderr.write(`${process.stderr.isTTY ? '\r' : ''}${all.length} images from ${loaded.paths.name} with ${settings.sampler}${settings.sampler === 'ddim' ? `-${settings.steps} (eta ${settings.eta}${settings.recomputeEps ? ', eps recomputed' : ''})` : ` (${card.schedule.T} steps)`}, guidance ${settings.guidance}, seed ${seed} in ${seconds.toFixed(1)} s\n`);
   if (format === 'json') {
     const size = card.architecture.imageSize;
     const body = { labels: all, shape: [all.length, size, size], images: Array.from(images, (v) => Math.round(v * 1e5) / 1e5) };

@@ -331,9 +331,11 @@ async function exportModel(tr: Trainer, run: RunConfig, state: RunState, data: D
     schedule: { kind: run.schedule, T: run.timesteps },
     classNames: data.classNames,
     // the guidance given by --guidance, else the card's (a person may have tuned it and eta: `chosen` says how), else 3;
-    // eta 1 until tuned: on every model here stochastic DDIM samples were recognised far more often than eta 0 (mnist-64: 84.5 vs 54.5%)
+    // eta 1 until tuned: on every model here stochastic DDIM samples were recognised far more often than eta 0 (mnist-64: 84.5 vs 54.5%);
+    // a new card recomputes DDIM's eps from the clipped x_0 (mnist-64 at w = 2: 93.5 vs 84%), an older card keeps what it was tuned with
     recommended: {
       sampler: 'ddim', steps: Math.min(50, run.timesteps - 1), eta: previous?.recommended?.eta ?? 1,
+      recomputeEps: previous?.recommended ? previous.recommended.recomputeEps ?? false : true,
       guidance: guidance ?? previous?.recommended?.guidance ?? run.guidance,
       ...(previous?.recommended?.chosen ? { chosen: previous.recommended.chosen } : {}),
     },

@@ -183,6 +183,12 @@ describe('the site model', () => {
     expect([guided, traced]).toMatchObject([{ state: 'done', blank: [] }, { state: 'done', blank: [] }]);
     expect(await page.locator('[data-run-cell="guidance"] [data-out="source"]').textContent()).toMatch(/^trained MNIST model/);
     expect(fetched.sort()).toEqual(['/models/mnist.json', '/models/mnist.safetensors']);
+    await page.locator('[data-run-cell="guidance"] select[name="model"]').selectOption('fashion-mnist');
+    await page.locator('[data-run-cell="guidance"] select[name="label"]').selectOption('7');
+    expect(await runCell(page, 'guidance')).toMatchObject({ state: 'done', blank: [] });
+    expect(await page.locator('[data-run-cell="guidance"] [data-out="source"]').textContent()).toMatch(/^trained Fashion-MNIST model fashion-mnist \(32 channels/);
+    expect(await page.locator('[data-run-cell="guidance"] [data-out="caption"]').textContent()).toMatch(/^class 7 \(Sneaker\), w = 3, 2 DDIM steps, eta 1, ε recomputed/);
+    expect(fetched.filter((f) => f.includes('fashion')).sort()).toEqual(['/models/fashion-mnist.json', '/models/fashion-mnist.safetensors']);
     expect(errors).toEqual([]);
     await page.close();
   });

@@ -90,6 +90,19 @@ describe('reverse process', () => {
     const got = (await data(ddimStep(s, xt, 30, 10, eps, 0).x))[0];
     expect(got).toBeCloseTo(Math.sqrt(s.alphaBar[10]) * 0.4 - Math.sqrt(1 - s.alphaBar[10]) * 0.7, 5);
   });
+  it('with recomputeEps, DDIM moves along the noise that the clipped x_0 implies; without clipping that is the network\'s eps', async () => {
+    // x_t from x0 = 1.8 (outside [-1, 1]): x0_hat clips to 1, and the implied noise is (x_t - sqrt(a_t)) / sqrt(1 - a_t)
+    const eps = tf.fill([1, 2, 2, 1], 0.2) as tf.Tensor4D;
+    const xt = qSample(s, tf.fill([1, 2, 2, 1], 1.8) as tf.Tensor4D, [30], eps);
+    const implied = ((await data(xt))[0] - Math.sqrt(s.alphaBar[30])) / Math.sqrt(1 - s.alphaBar[30]);
+    const [a10, expectPaper] = [s.alphaBar[10], Math.sqrt(s.alphaBar[10]) + Math.sqrt(1 - s.alphaBar[10]) * 0.2];
+    expect((await data(ddimStep(s, xt, 30, 10, eps, 0).x))[0]).toBeCloseTo(expectPaper, 5);
+    expect((await data(ddimStep(s, xt, 30, 10, eps, 0, undefined, true, true).x))[0]).toBeCloseTo(Math.sqrt(a10) + Math.sqrt(1 - a10) * implied, 5);
+    expect(implied).toBeGreaterThan(0.5); // so the two differ
+    const inside = qSample(s, tf.fill([1, 2, 2, 1], 0.4) as tf.Tensor4D, [30], eps);
+    const [paper, recomputed] = [ddimStep(s, inside, 30, 10, eps, 0), ddimStep(s, inside, 30, 10, eps, 0, undefined, true, true)];
+    expect((await data(recomputed.x))[0]).toBeCloseTo((await data(paper.x))[0], 5);
+  });
 });
 
 describe('classifier-free guidance', () => {

@@ -59,15 +59,19 @@ describe('npm run eval', () => {
     expect(card.training.steps).toBe(1); // the rest of the card is kept
   });
 
-  it('samples at the card\'s recommended eta unless --eta says otherwise, and training keeps a tuned recommendation', () => {
+  it('samples at the card\'s recommended eta and recompute-eps unless told otherwise, and training keeps a tuned recommendation', () => {
     const path = join(models, 'tiny.json');
     const tuned = JSON.parse(readFileSync(path, 'utf8'));
-    tuned.recommended = { ...tuned.recommended, eta: 0.5, guidance: 2, chosen: 'chosen on seed 1' };
+    tuned.recommended = { ...tuned.recommended, eta: 0.5, recomputeEps: false, guidance: 2, chosen: 'chosen on seed 1' };
     writeFileSync(path, JSON.stringify(tuned));
     const args = ['--model', 'tiny', '--models', models, '--data', data, '--per-class', '2', '--steps', '2', '--guidance', '0'];
     expect(npmRun('eval', args).code).toBe(0);
     let card = JSON.parse(readFileSync(path, 'utf8'));
-    expect(card.eval).toMatchObject({ eta: 0.5, defaultEta: 0.5, defaultGuidance: 2, command: 'npm run eval -- --model tiny' });
+    expect(card.eval).toMatchObject({ eta: 0.5, defaultEta: 0.5, recomputeEps: false, defaultRecomputeEps: false, defaultGuidance: 2, command: 'npm run eval -- --model tiny' });
+    const recomputed = npmRun('eval', [...args, '--recompute-eps', 'true']);
+    expect(recomputed.stdout).toMatch(/DDIM-2 \(eta 0\.5, eps recomputed\), w = 2/);
+    card = JSON.parse(readFileSync(path, 'utf8'));
+    expect(card.eval).toMatchObject({ recomputeEps: true, defaultRecomputeEps: false, command: 'npm run eval -- --model tiny --recompute-eps true', targetMet: false });
     const r = npmRun('eval', [...args, '--eta', '0']);
     expect(r.stdout).toMatch(/DDIM-2 \(eta 0\), w = 2/);
     card = JSON.parse(readFileSync(path, 'utf8'));
@@ -76,24 +80,25 @@ describe('npm run eval', () => {
     expect(resumed.code, resumed.stderr).toBe(0);
     card = JSON.parse(readFileSync(path, 'utf8'));
     expect(card.training.steps).toBe(2);
-    expect(card.recommended).toMatchObject({ eta: 0.5, guidance: 2, chosen: 'chosen on seed 1' });
+    expect(card.recommended).toMatchObject({ eta: 0.5, recomputeEps: false, guidance: 2, chosen: 'chosen on seed 1' });
     expect(card.eval.eta).toBe(0);
     expect(npmRun('eval', [...args, '--eta', '2']).stderr).toMatch(/--eta must be a valid number/);
+    expect(npmRun('eval', [...args, '--recompute-eps', '1']).stderr).toMatch(/--recompute-eps must be true or false/);
   });
 
   it('--tune chooses the default guidance on other seeds, writes it into the card, then reports at it', () => {
     const path = join(models, 'tiny.json');
     const args = ['--model', 'tiny', '--models', models, '--data', data, '--per-class', '2', '--steps', '2', '--guidance', '4'];
-    const r = npmRun('eval', [...args, '--tune', '0,1,2', '--tune-seeds', '3', '--eta', '0.5']);
+    const r = npmRun('eval', [...args, '--tune', '0,1,2', '--tune-seeds', '3', '--eta', '0.5', '--recompute-eps', 'true']);
     expect(r.code, r.stderr).toBe(0);
     const card = JSON.parse(readFileSync(path, 'utf8'));
-    const { guidance, eta, chosen } = card.recommended;
-    expect(eta).toBe(0.5);
-    expect(chosen).toMatch(/^η = 0\.5 and w = \d chosen by npm run eval -- --tune on seeds 3 \(20 samples each\), recognised for w = 0 \/ 1 \/ 2: [\d.]+ \/ [\d.]+ \/ [\d.]+%; npm run eval reports seed 0$/);
+    const { guidance, eta, recomputeEps, chosen } = card.recommended;
+    expect([eta, recomputeEps]).toEqual([0.5, true]);
+    expect(chosen).toMatch(/^η = 0\.5, eps recomputed from the clipped x̂0, and w = \d chosen by npm run eval -- --tune on seeds 3 \(20 samples each\), recognised for w = 0 \/ 1 \/ 2: [\d.]+ \/ [\d.]+ \/ [\d.]+%; npm run eval reports seed 0$/);
     const shares = chosen.match(/: ([\d.]+) \/ ([\d.]+) \/ ([\d.]+)%/).slice(1).map(Number);
     expect(shares[guidance]).toBe(Math.max(...shares)); // w = 0, 1, 2 sit at index w
     for (const w of [0, 1, 2]) expect(r.stderr).toContain(`tune w = ${w}: recognised ${shares[w].toFixed(1)}% on seeds 3`);
-    expect(card.eval).toMatchObject({ defaultGuidance: guidance, defaultEta: 0.5, eta: 0.5 });
+    expect(card.eval).toMatchObject({ defaultGuidance: guidance, defaultEta: 0.5, eta: 0.5, defaultRecomputeEps: true, recomputeEps: true });
     expect(card.eval.results.map((x: { guidance: number }) => x.guidance)).toEqual([guidance, 4]);
     expect(card.training.steps).toBe(2); // the rest of the card is kept
     const clash = npmRun('eval', [...args, '--tune', '1', '--tune-seeds', '0,1']);

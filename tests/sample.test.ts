@@ -34,7 +34,7 @@ describe('npm run sample', () => {
 
   it('writes a PNG grid, one row per label, and takes its defaults from the model card', () => {
     const card = JSON.parse(readFileSync(join(models, 'tiny.json'), 'utf8'));
-    writeFileSync(join(models, 'tiny.json'), JSON.stringify({ ...card, recommended: { ...card.recommended, steps: 3, eta: 0.5, guidance: 1.5 } }));
+    writeFileSync(join(models, 'tiny.json'), JSON.stringify({ ...card, recommended: { ...card.recommended, steps: 3, eta: 0.5, recomputeEps: false, guidance: 1.5 } }));
     const out = join(work, 'grid.png');
     const r = sample('--labels', '0,1,2', '--per-label', '2', '--out', out);
     expect(r.code, r.stderr).toBe(0);
@@ -42,6 +42,23 @@ describe('npm run sample', () => {
     const png = readFileSync(out);
     expect(Array.from(png.subarray(0, 8))).toEqual(Array.from(PNG_SIGNATURE));
     expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([10 + 2 * 58 + 2, 3 * 58 + 2]); // margin + 2 columns, 3 rows of 56 + 2
+  });
+
+  it('recomputes DDIM\'s eps from the clipped x_0 as the card says, unless --recompute-eps says otherwise', () => {
+    const run = (...flags: string[]) => {
+      const out = join(work, `eps${flags.join('')}.json`);
+      const r = sample('--labels', '4', '--steps', '3', '--guidance', '3', '--seed', '2', ...flags, '--out', out);
+      expect(r.code, r.stderr).toBe(0);
+      return { stderr: r.stderr, images: JSON.parse(readFileSync(out, 'utf8')).images as number[] };
+    };
+    const card = JSON.parse(readFileSync(join(models, 'tiny.json'), 'utf8'));
+    writeFileSync(join(models, 'tiny.json'), JSON.stringify({ ...card, recommended: { ...card.recommended, eta: 1, recomputeEps: true } }));
+    const byCard = run();
+    expect(byCard.stderr).toMatch(/with ddim-3 \(eta 1, eps recomputed\)/);
+    expect(run('--recompute-eps', 'true').images).toEqual(byCard.images);
+    const paper = run('--recompute-eps', 'false');
+    expect(paper.stderr).toMatch(/with ddim-3 \(eta 1\), guidance 3/);
+    expect(paper.images).not.toEqual(byCard.images); // an untrained model's x_0 estimates are clipped, so eps changes
   });
 
   it('runs DDPM over all T steps', () => {
@@ -60,7 +77,9 @@ describe('npm run sample', () => {
       [['--out', join(work, 'x.txt')], /--out must end in \.png .* or \.json/],
       [['--out', join(work, 'no-such-folder', 'x.json')], /the folder .* does not exist/],
       [['--sampler', 'euler', '--out', out], /--sampler must be ddpm or ddim/],
-      [['--sampler', 'ddpm', '--steps', '5', '--out', out], /--steps and --eta apply to --sampler ddim only/],
+      [['--sampler', 'ddpm', '--steps', '5', '--out', out], /--steps, --eta and --recompute-eps apply to --sampler ddim only/],
+      [['--sampler', 'ddpm', '--recompute-eps', '--out', out], /--steps, --eta and --recompute-eps apply to --sampler ddim only/],
+      [['--recompute-eps', 'yes', '--out', out], /--recompute-eps must be true or false, received "yes"/],
       [['--steps', '45', '--out', out], /DDIM steps must be an integer in 1\.\.39/],
       [['--guidance', 'strong', '--out', out], /--guidance must be a valid number/],
       [['--per-label', '0', '--out', out], /--per-label must be a valid number/],

@@ -38,7 +38,7 @@ describe('npm run train', () => {
     expect(c.architecture).toEqual({ imageChannels: 1, channels: 32, classes: 10, imageSize: 28 });
     expect(c.schedule).toEqual({ kind: 'paper-linear', T: 50 });
     expect(c.classNames).toHaveLength(10);
-    expect(c.recommended).toMatchObject({ sampler: 'ddim', steps: 49, eta: 1, guidance: 3 });
+    expect(c.recommended).toMatchObject({ sampler: 'ddim', steps: 49, eta: 1, recomputeEps: true, guidance: 3 });
     expect(c.training).toMatchObject({ dataset: 'mnist', images: 8, steps: 4, imagesSeen: 12, epochs: 2, seed: 5, labelDropout: 0.1, weights: 'ema' });
     expect(c.training.lossCurve).toHaveLength(4);
     expect(c.training.finalLoss).toBeCloseTo(losses('straight').reduce((a, b) => a + b) / 4, 5);

@@ -32,11 +32,13 @@ export function ddimSigma(s: Schedule, t: number, tPrev: number, eta: number): n
 
 // #region ddim-step
 /** x_prev = sqrt(alphaBar_prev) x_0 + sqrt(1 - alphaBar_prev - sigma^2) eps + sigma z   (DDIM eq. 12) */
-export function ddimStep(s: Schedule, xt: tf.Tensor4D, t: number, tPrev: number, eps: tf.Tensor4D, eta = 0, z?: tf.Tensor4D, clip = true) {
+export function ddimStep(s: Schedule, xt: tf.Tensor4D, t: number, tPrev: number, eps: tf.Tensor4D, eta = 0, z?: tf.Tensor4D, clip = true,
+  recomputeEps = false) {
   return tf.tidy(() => {
     const x0 = predictX0(s, xt, Array<number>(xt.shape[0]).fill(t), eps, clip);
-    const aPrev = tPrev < 0 ? 1 : s.alphaBar[tPrev];
-    const sigma = ddimSigma(s, t, tPrev, eta);
+    // the paper keeps the network's eps; recomputed from the clipped x_0, x_t = sqrt(alphaBar_t) x_0 + sqrt(1 - alphaBar_t) eps holds again
+    if (recomputeEps) eps = tf.div(tf.sub(xt, tf.mul(Math.sqrt(s.alphaBar[t]), x0)), Math.sqrt(1 - s.alphaBar[t]));
+    const [aPrev, sigma] = [tPrev < 0 ? 1 : s.alphaBar[tPrev], ddimSigma(s, t, tPrev, eta)];
     let x = tf.add(tf.mul(Math.sqrt(aPrev), x0), tf.mul(Math.sqrt(Math.max(1 - aPrev - sigma ** 2, 0)), eps));
     if (sigma > 0 && z) x = tf.add(x, tf.mul(sigma, z));
     return { x: x as tf.Tensor4D, x0 };
@@ -45,15 +47,15 @@ export function ddimStep(s: Schedule, xt: tf.Tensor4D, t: number, tPrev: number,
 // #endregion
 
 // #region ddim-sample
-/** DDIM sampling over S of the T timesteps; eta = 0 is deterministic, eta = 1 is DDPM-like. */
+/** DDIM sampling over S of the T timesteps; eta = 0 is deterministic, eta = 1 is DDPM-like; recomputeEps as in ddimStep. */
 export function ddimSample(epsFn: EpsFn, s: Schedule, shape: [number, number, number, number],
-  opts: SamplerOptions & { steps: number; eta?: number; spacing?: Spacing }) {
+  opts: SamplerOptions & { steps: number; eta?: number; spacing?: Spacing; recomputeEps?: boolean }) {
   const { timesteps, prev } = ddimTimesteps(s.T, opts.steps, opts.spacing);
   const eta = opts.eta ?? 0;
   if (!(eta >= 0 && eta <= 1)) throw new Error(`eta must be in [0, 1], received ${eta}`);
   const rng = rngFromSeed(opts.seed);
   const order = timesteps.map((_, i) => timesteps.length - 1 - i); // i = S-1 .. 0
   return runSampler(randn(shape, rng), order.map((i) => timesteps[i]), opts, (x, t, k) =>
-    tf.tidy(() => ddimStep(s, x, t, prev[order[k]], epsFn(x, t), eta, randn(shape, rng), opts.clipX0 ?? true)));
+    tf.tidy(() => ddimStep(s, x, t, prev[order[k]], epsFn(x, t), eta, randn(shape, rng), opts.clipX0 ?? true, opts.recomputeEps)));
 }
 // #endregion

@@ -14,6 +14,8 @@ export interface Model {
   source: string;
   /** Set when the trained model could not be used. */
   warning: string | null;
+  /** The card's class names (index = label), when a card lists them. */
+  classNames?: string[];
 }
 
 export interface Digits { labels: Uint8Array; pixels: Uint8Array; count: number }
@@ -34,12 +36,16 @@ export async function startEngine(ctx: CellContext): Promise<typeof tf> {
   return tf;
 }
 
-/** The site's trained MNIST model (public/models/mnist.json + .safetensors), fetched once; random weights if absent or `?cells=tiny`. */
-export function siteModel(ctx: CellContext): Promise<Model> {
+/** The site's models that cells may choose (public/models/NAME.json + .safetensors); the first is every cell's default. */
+export const SITE_MODELS = ['mnist', 'mnist-64', 'fashion-mnist'];
+
+/** A trained site model, fetched once (`mnist` unless named); random weights if absent or `?cells=tiny`. */
+export function siteModel(ctx: CellContext, name = SITE_MODELS[0]): Promise<Model> {
+  if (!SITE_MODELS.includes(name)) throw new Error(`unknown site model "${name}": expected one of ${SITE_MODELS.join(', ')}`);
   const random = ctx.tiny || new URLSearchParams(ctx.search).get('model') === 'random';
-  const key = random ? `random:${ctx.tiny}` : 'mnist';
+  const key = random ? `random:${ctx.tiny}` : name;
   if (!session.models.has(key)) {
-    const loading = random ? Promise.resolve(randomModel(ctx.tiny ? 5 : 1000, null)) : loadSiteModel();
+    const loading = random ? Promise.resolve(randomModel(ctx.tiny ? 5 : 1000, null)) : loadSiteModel(name);
     loading.catch(() => session.models.delete(key));
     session.models.set(key, loading);
   }
@@ -73,19 +79,23 @@ function cardConfig(meta: Record<string, unknown>): UNetConfig | undefined {
   return { imageChannels: a.imageChannels!, channels: a.channels!, classes: Number.isInteger(a.classes) ? a.classes! : null };
 }
 
-async function loadSiteModel(): Promise<Model> {
-  const jsonUrl = `${BASE}models/mnist.json`;
+const DATASET_NAMES: Record<string, string> = { mnist: 'MNIST', 'fashion-mnist': 'Fashion-MNIST' };
+
+async function loadSiteModel(name: string): Promise<Model> {
+  const jsonUrl = `${BASE}models/${name}.json`;
   const response = await fetch(jsonUrl).catch(() => null);
   if (!response?.ok) {
     return randomModel(1000, `No trained model at ${jsonUrl} yet: using random weights, so samples are noise.`);
   }
   const meta = (await response.json()) as Record<string, unknown>;
-  const weightsUrl = new URL(typeof meta.weights === 'string' ? meta.weights : 'mnist.safetensors', new URL(jsonUrl, location.href));
+  const weightsUrl = new URL(typeof meta.weights === 'string' ? meta.weights : `${name}.safetensors`, new URL(jsonUrl, location.href));
   const weights = await fetch(weightsUrl);
   if (!weights.ok) throw new Error(`could not fetch the model weights ${weightsUrl.pathname}: HTTP ${weights.status}`);
   const { config, params } = loadUNet(new Uint8Array(await weights.arrayBuffer()), cardConfig(meta));
   const schedule = scheduleFromJson(meta);
-  return { config, params, schedule, source: `trained MNIST model (${config.channels} channels, ${schedule.kind}, T = ${schedule.T})`, warning: null };
+  const dataset = DATASET_NAMES[String(meta.dataset)] ?? 'MNIST';
+  const classNames = Array.isArray(meta.classNames) ? meta.classNames.map(String) : undefined;
+  return { config, params, schedule, source: `trained ${dataset} model ${name} (${config.channels} channels, ${schedule.kind}, T = ${schedule.T})`, warning: null, classNames };
 }
 
 /** The 100 real MNIST digits of public/data/mnist-100.bin (ten of each class), fetched once. */
