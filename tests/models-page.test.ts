@@ -22,6 +22,7 @@ describe('the built models page', () => {
       expect(page).toMatch(new RegExp(`aria-label="Training loss of ${c.name}`));
       for (const { step, lr } of c.training.lrFrom ?? []) expect(page).toContain(step ? `${lr} from step ${step.toLocaleString('en')}` : String(lr));
       if (c.recommended.chosen) expect(page).toContain(c.recommended.chosen);
+      if (c.recommended.recomputeEps) expect(page).toMatch(new RegExp(`η = ${c.recommended.eta}, ε recomputed from the clipped x̂₀,\\s+guidance w = ${c.recommended.guidance}`));
       const init = c.training.initFrom;
       if (init) expect(page).toContain(`${(init.imagesSeen + c.training.imagesSeen).toLocaleString('en')} images seen in all`);
       if (init) expect(page).toContain(`>${init.checkpoint}</code>, a ${init.channels}-channel`);
