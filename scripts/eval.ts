@@ -3,8 +3,9 @@
 //                 [--tune 2,2.5,3 [--tune-seeds S,S]]
 // Scores a class-conditional model with the project's classifier (public/models/classifier-DATASET):
 // for each guidance w (the model's default and 0, 1, 2, 4), K DDIM samples per class (the model's recommended eta and
-// recompute-eps unless given); the share that the classifier recognises as the requested class, and the Frechet distance between classifier features of the
-// samples and of the held-out real images, beside the same distance for as many real training images (the floor).
+// recompute-eps unless given); the share that the classifier recognises as the requested class, and the Frechet
+// distance between classifier features of the samples and of the held-out real images, beside the same distance for
+// as many real training images (the floor).
 // The numbers go into the model card's "eval" block, and one sample grid per w beside it (NAME-w{w}.png).
 // --tune first chooses the default guidance among the listed w on other seeds (1 and 2 for 10 per class; never the
 // reported seed's noise) and writes it, with eta, recompute-eps and how it was chosen, into the card's "recommended" block.

@@ -36,7 +36,8 @@ export function ddimStep(s: Schedule, xt: tf.Tensor4D, t: number, tPrev: number,
   recomputeEps = false) {
   return tf.tidy(() => {
     const x0 = predictX0(s, xt, Array<number>(xt.shape[0]).fill(t), eps, clip);
-    // the paper keeps the network's eps; recomputed from the clipped x_0, x_t = sqrt(alphaBar_t) x_0 + sqrt(1 - alphaBar_t) eps holds again
+    // the paper keeps the network's eps; recomputing it from the clipped x_0 makes
+    // x_t = sqrt(alphaBar_t) x_0 + sqrt(1 - alphaBar_t) eps hold again
     if (recomputeEps) eps = tf.div(tf.sub(xt, tf.mul(Math.sqrt(s.alphaBar[t]), x0)), Math.sqrt(1 - s.alphaBar[t]));
     const [aPrev, sigma] = [tPrev < 0 ? 1 : s.alphaBar[tPrev], ddimSigma(s, t, tPrev, eta)];
     let x = tf.add(tf.mul(Math.sqrt(aPrev), x0), tf.mul(Math.sqrt(Math.max(1 - aPrev - sigma ** 2, 0)), eps));

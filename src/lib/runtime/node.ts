@@ -22,7 +22,7 @@ async function registerGradients() {
 
 let gpuName: string | null = null;
 
-/** The GPU that Dawn runs on (its adapter's description), or null before webgpu is set up. */
+/** The GPU that Dawn runs on (its adapter's vendor, architecture and description), or null before webgpu is set up. */
 export function nodeGpuName(): string | null {
   return gpuName;
 }
