@@ -18,7 +18,7 @@ import { encodeGreyPng } from '../src/lib/data/png';
 import { labelledGrid } from '../src/lib/data/grid';
 import { classify, loadClassifier, type ClassifierConfig, type ClassifierParams } from '../src/lib/classifier/cnn';
 import { fitGaussian, frechetDistance, type Gaussian } from '../src/lib/classifier/frechet';
-import { loadModel, MODELS_DIR, modelPaths, SAMPLE_CHUNK, sampleImages, type ModelCard } from './models';
+import { ddimSettings, loadModel, MODELS_DIR, modelPaths, SAMPLE_CHUNK, sampleImages, type ModelCard } from './models';
 import { bool, need, num, parseFlags, readJsonFile, runMain, writeAtomic } from './cli';
 
 const FLAGS = ['model', 'guidance', 'per-class', 'steps', 'eta', 'seed', 'data', 'models', 'classifier', 'no-write', 'backend', 'tune', 'tune-seeds', 'recompute-eps'];
@@ -44,8 +44,6 @@ async function main() {
     throw new Error(`--tune-seeds must not reuse the noise of the reported --seed ${seed}: keep them ${chunks} or more away from it`
       + ' (otherwise the guidance would be chosen on the samples it is scored on)');
   }
-  card.recommended.eta ??= 0; // older cards may lack eta and recomputeEps: the paper's deterministic DDIM
-  card.recommended.recomputeEps ??= false;
   const eta = num(flags, 'eta', card.recommended.eta, (e) => e >= 0 && e <= 1);
   const recomputeEps = bool(flags, 'recompute-eps', card.recommended.recomputeEps);
   const classifierName = typeof flags.classifier === 'string' ? flags.classifier : `classifier-${card.dataset}`;
@@ -112,7 +110,7 @@ async function main() {
   }
   process.stdout.write(`${table(evalBlock)}\n`);
   if (evalBlock.target !== null) {
-    process.stdout.write(`target: ${pct(evalBlock.target)} recognised at the default guidance w = ${card.recommended.guidance}, eta ${defaultEta}${defaultRecomputeEps ? ', eps recomputed' : ''}: ${evalBlock.targetMet ? 'met' : 'not met yet'}\n`);
+    process.stdout.write(`target: ${pct(evalBlock.target)} recognised at the default guidance w = ${card.recommended.guidance}, ${ddimSettings(defaultEta, defaultRecomputeEps)}: ${evalBlock.targetMet ? 'met' : 'not met yet'}\n`);
   }
 }
 
@@ -187,7 +185,7 @@ const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 function table(e: { floor: { recognised: number; frechet: number }; results: { guidance: number; recognised: number; frechet: number }[]; samplesPerClass: number; steps: number; eta: number; recomputeEps: boolean }) {
   const rows = [['', 'recognised', 'Frechet distance'], ['real training images', pct(e.floor.recognised), e.floor.frechet.toFixed(2)],
-    ...e.results.map((r) => [`DDIM-${e.steps} (eta ${e.eta}${e.recomputeEps ? ', eps recomputed' : ''}), w = ${r.guidance}`, pct(r.recognised), r.frechet.toFixed(2)])];
+    ...e.results.map((r) => [`DDIM-${e.steps} (${ddimSettings(e.eta, e.recomputeEps)}), w = ${r.guidance}`, pct(r.recognised), r.frechet.toFixed(2)])];
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   return rows.map((r, i) => `| ${r.map((c, j) => c.padEnd(widths[j])).join(' | ')} |${i === 0 ? `\n| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |` : ''}`).join('\n');
 }

@@ -26,13 +26,18 @@ export function modelPaths(model: string, dir = MODELS_DIR) {
   return { weights, card: weights.replace(/\.safetensors$/, '.json'), name: basename(weights, '.safetensors') };
 }
 
+/** A loaded card: its recommendation complete, older cards filled in. */
+export type LoadedCard = ModelCard & { recommended: ModelCard['recommended'] & { recomputeEps: boolean } };
+
 /** Loads a model's weights and card; the card's architecture must match the weights. */
-export function loadModel(model: string, dir = MODELS_DIR): { card: ModelCard; config: UNetConfig; params: Params; paths: ReturnType<typeof modelPaths> } {
+export function loadModel(model: string, dir = MODELS_DIR): { card: LoadedCard; config: UNetConfig; params: Params; paths: ReturnType<typeof modelPaths> } {
   const paths = modelPaths(model, dir);
   if (!existsSync(paths.weights)) throw new Error(`model "${model}" not found: expected ${paths.weights}`);
   if (!existsSync(paths.card)) throw new Error(`model card not found: expected ${paths.card} beside the weights`);
-  const card = readJsonFile<ModelCard>(paths.card);
+  const card = readJsonFile<LoadedCard>(paths.card);
   if (!card.architecture || !card.schedule || !card.recommended) throw new Error(`${paths.card} lacks architecture, schedule or recommended: not a model card`);
+  card.recommended.eta ??= 0; // older cards lack eta and recomputeEps: they were tuned with the paper's deterministic DDIM
+  card.recommended.recomputeEps ??= false;
   const { imageChannels, channels, classes } = card.architecture;
   const { config, params } = loadUNet(new Uint8Array(readFileSync(paths.weights)), { imageChannels, channels, classes });
   return { card, config, params, paths };
@@ -40,6 +45,9 @@ export function loadModel(model: string, dir = MODELS_DIR): { card: ModelCard; c
 
 /** Images sampled at once by default; chunk k of a call is drawn with seed + k. */
 export const SAMPLE_CHUNK = 100;
+
+/** "eta 1, eps recomputed": how DDIM sampled, for the CLIs' reports. */
+export const ddimSettings = (eta: number, recomputeEps: boolean) => `eta ${eta}${recomputeEps ? ', eps recomputed' : ''}`;
 
 export interface SampleSettings { sampler: 'ddpm' | 'ddim'; steps: number; eta: number; recomputeEps: boolean; guidance: number; seed: number }
 

@@ -9,7 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
 import { encodeGreyPng } from '../src/lib/data/png';
 import { labelledGrid } from '../src/lib/data/grid';
-import { loadModel, MODELS_DIR, sampleImages, type SampleSettings } from './models';
+import { ddimSettings, loadModel, MODELS_DIR, sampleImages, type SampleSettings } from './models';
 import { bool, need, num, parseFlags, runMain, writeAtomic } from './cli';
 
 const FLAGS = ['model', 'labels', 'per-label', 'sampler', 'steps', 'eta', 'guidance', 'seed', 'out', 'backend', 'models', 'scale', 'recompute-eps'];
@@ -38,7 +38,7 @@ async function main() {
     sampler: (sampler ?? rec.sampler) as 'ddpm' | 'ddim',
     steps: num(flags, 'steps', rec.steps, (s) => Number.isInteger(s) && s >= 1),
     eta: num(flags, 'eta', rec.eta, (e) => e >= 0 && e <= 1),
-    recomputeEps: bool(flags, 'recompute-eps', rec.recomputeEps ?? false),
+    recomputeEps: bool(flags, 'recompute-eps', rec.recomputeEps),
     guidance: num(flags, 'guidance', rec.guidance),
     seed,
   };
@@ -49,7 +49,7 @@ async function main() {
   const started = performance.now();
   const images = await sampleImages(loaded, all, settings, 100, (done) => process.stderr.isTTY && process.stderr.write(`\rsampled ${done}/${all.length}`));
   const seconds = (performance.now() - started) / 1000;
-  process.stderr.write(`${process.stderr.isTTY ? '\r' : ''}${all.length} images from ${loaded.paths.name} with ${settings.sampler}${settings.sampler === 'ddim' ? `-${settings.steps} (eta ${settings.eta}${settings.recomputeEps ? ', eps recomputed' : ''})` : ` (${card.schedule.T} steps)`}, guidance ${settings.guidance}, seed ${seed} in ${seconds.toFixed(1)} s\n`);
+  process.stderr.write(`${process.stderr.isTTY ? '\r' : ''}${all.length} images from ${loaded.paths.name} with ${settings.sampler}${settings.sampler === 'ddim' ? `-${settings.steps} (${ddimSettings(settings.eta, settings.recomputeEps)})` : ` (${card.schedule.T} steps)`}, guidance ${settings.guidance}, seed ${seed} in ${seconds.toFixed(1)} s\n`);
   if (format === 'json') {
     const size = card.architecture.imageSize;
     const body = { labels: all, shape: [all.length, size, size], images: Array.from(images, (v) => Math.round(v * 1e5) / 1e5) };
