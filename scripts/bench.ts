@@ -1,8 +1,12 @@
-// npm run bench -- [--backend wasm|cpu|webgpu] [--channels 32,64] [--batch 16] [--train-batch 32] [--repeats 5]
-// Median wall time of the UNet forward pass (batch 1 and B) and of one training step, printed as a table.
+// npm run bench -- [--backend wasm|cpu|webgpu] [--channels 32,64] [--batch 16] [--train-batch 32]
+//   [--repeats 5]
+// Median wall time of the UNet forward pass (batch 1 and B) and of one training step, printed as
+// a table.
 import * as tf from '@tensorflow/tfjs-core';
 import { nodeGpuName, useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
-import { createTrainer, epsTheta, initParams, makeSchedule, trainStep, type UNetConfig } from '../src/lib/diffusion';
+import {
+  createTrainer, disposeAdam, epsTheta, initParams, makeSchedule, trainStep, type UNetConfig,
+} from '../src/lib/diffusion';
 import { num, parseFlags, runMain } from './cli';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -20,16 +24,24 @@ async function time(repeats: number, f: () => Promise<void>): Promise<number> {
 }
 
 async function main() {
-  const flags = parseFlags(process.argv.slice(2), ['backend', 'channels', 'batch', 'train-batch', 'repeats']);
+  const known = ['backend', 'channels', 'batch', 'train-batch', 'repeats'];
+  const flags = parseFlags(process.argv.slice(2), known);
   const backend = (typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend;
-  const channels = (typeof flags.channels === 'string' ? flags.channels : '32,64').split(',').map(Number);
-  if (!channels.every((c) => Number.isInteger(c) && c >= 32 && c % 32 === 0)) throw new Error(`--channels must be multiples of 32 separated by commas, received "${flags.channels}"`);
+  const channels = (typeof flags.channels === 'string' ? flags.channels : '32,64')
+    .split(',').map(Number);
+  if (!channels.every((c) => Number.isInteger(c) && c >= 32 && c % 32 === 0)) {
+    throw new Error('--channels must be multiples of 32 separated by commas, '
+      + `received "${flags.channels}"`);
+  }
   const B = num(flags, 'batch', 16, (n) => Number.isInteger(n) && n >= 1);
   const trainB = num(flags, 'train-batch', 32, (n) => Number.isInteger(n) && n >= 1);
   const repeats = num(flags, 'repeats', 5, (n) => Number.isInteger(n) && n >= 1);
   await useNodeBackend(backend);
   const schedule = makeSchedule('paper-linear', 300);
-  const rows: string[][] = [['channels', 'forward B=1 (ms)', `forward B=${B} (ms)`, `train step B=${trainB} (ms)`, 'train ms/image', 'train images/s']];
+  const rows: string[][] = [[
+    'channels', 'forward B=1 (ms)', `forward B=${B} (ms)`, `train step B=${trainB} (ms)`,
+    'train ms/image', 'train images/s',
+  ]];
   for (const C of channels) {
     const config: UNetConfig = { imageChannels: 1, channels: C, classes: 10 };
     const params = initParams(config, 0);
@@ -49,9 +61,13 @@ async function main() {
       await loss.data();
       loss.dispose();
     });
-    tf.dispose([x0, ...Object.values(params), ...Object.values(tr.params), ...Object.values(tr.ema ?? {})]);
-    tr.optimizer.dispose();
-    rows.push([String(C), f1.toFixed(1), fB.toFixed(1), step.toFixed(0), (step / trainB).toFixed(1), ((1000 * trainB) / step).toFixed(1)]);
+    tf.dispose([x0, ...Object.values(params), ...Object.values(tr.params)]);
+    tf.dispose(Object.values(tr.ema ?? {}));
+    disposeAdam(tr.adam);
+    rows.push([
+      String(C), f1.toFixed(1), fB.toFixed(1), step.toFixed(0), (step / trainB).toFixed(1),
+      ((1000 * trainB) / step).toFixed(1),
+    ]);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const gpu = backend === 'webgpu' ? ` on ${nodeGpuName() ?? 'an unnamed adapter'}` : '';

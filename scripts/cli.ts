@@ -1,38 +1,74 @@
 // Shared command-line plumbing: flags, one-line errors, atomic writes.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 
-/** Parses `--name value` pairs; a flag with no value (or followed by another flag) is `true`. */
-export function parseFlags(argv: string[], known: string[]): Record<string, string | true> {
-  const flags: Record<string, string | true> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (!arg.startsWith('--')) throw new Error(`unexpected argument "${arg}": flags look like --name value`);
-    const name = arg.slice(2);
-    if (!known.includes(name)) throw new Error(`unknown flag --${name}; known flags: ${known.map((k) => `--${k}`).join(', ')}`);
-    const next = argv[i + 1];
-    flags[name] = next === undefined || next.startsWith('--') ? true : (i++, next);
+/** Parsed flags: a value flag's string, or `true` for a switch or a value flag given bare. */
+export type Flags = Record<string, string | true>;
+
+/**
+ * Parses `--name value` pairs (node:util parseArgs) for the value flags `known` and the `switches`
+ * (`--name` alone). A value flag followed by another flag, or by nothing, is bare: `true`. An
+ * unknown flag, a stray argument or a switch given a value is one clear error.
+ */
+export function parseFlags(argv: string[], known: string[], switches: string[] = []): Flags {
+  const options = Object.fromEntries([
+    ...known.map((name) => [name, { type: 'string' as const }]),
+    ...switches.map((name) => [name, { type: 'boolean' as const }]),
+  ]);
+  // not strict: parseArgs splits and types the tokens, and the checks below word the errors
+  const parsed = parseArgs({
+    args: argv, options, tokens: true, strict: false, allowPositionals: true,
+  });
+  const all = [...known, ...switches];
+  const list = all.map((k) => `--${k}`).join(', ');
+  const flags: Flags = {};
+  let last = '';
+  for (const token of parsed.tokens) {
+    if (token.kind !== 'option' || !token.rawName.startsWith('--')) {
+      const arg = token.kind === 'option' ? token.rawName
+        : token.kind === 'positional' ? token.value : '--';
+      if (switches.includes(last)) throw new Error(`--${last} takes no value, received "${arg}"`);
+      throw new Error(`unexpected argument "${arg}": flags look like --name value`);
+    }
+    const { name, value, inlineValue } = token;
+    if (!all.includes(name)) {
+      throw new Error(`unknown flag --${name}; known flags: ${list}`);
+    }
+    if (switches.includes(name) && value !== undefined) {
+      throw new Error(`--${name} takes no value, received "${value}"`);
+    }
+    if (value?.startsWith('--') && !inlineValue) {
+      // parseArgs took the next flag for this one's value: this one is bare, the rest parsed anew
+      const rest = parseFlags(argv.slice(token.index + 1), known, switches);
+      return { ...flags, [name]: true, ...rest };
+    }
+    flags[name] = value ?? true;
+    last = name;
   }
   return flags;
 }
 
 /** A required string flag. */
-export function need(flags: Record<string, string | true>, name: string): string {
+export function need(flags: Flags, name: string): string {
   const v = flags[name];
   if (typeof v !== 'string') throw new Error(`missing --${name} <value>`);
   return v;
 }
 
 /** A numeric flag with a default and a check. */
-export function num(flags: Record<string, string | true>, name: string, fallback: number, ok: (n: number) => boolean = Number.isFinite): number {
+export function num(flags: Flags, name: string, fallback: number,
+  ok: (n: number) => boolean = Number.isFinite): number {
   const v = flags[name];
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (typeof v !== 'string' || !ok(n)) throw new Error(`--${name} must be a valid number here, received ${JSON.stringify(v)}`);
+  if (typeof v !== 'string' || !ok(n)) {
+    throw new Error(`--${name} must be a valid number here, received ${JSON.stringify(v)}`);
+  }
   return n;
 }
 
 /** A yes/no flag with a default: `--name`, `--name true` or `--name false`. */
-export function bool(flags: Record<string, string | true>, name: string, fallback: boolean): boolean {
+export function bool(flags: Flags, name: string, fallback: boolean): boolean {
   const v = flags[name];
   if (v === undefined) return fallback;
   if (v === true || v === 'true') return true;

@@ -1,26 +1,35 @@
-// Synchronous data parallelism for npm run train --workers W: each step's batch is cut into W equal shards; this
-// thread computes the gradient of shard 0 while W - 1 worker threads (each with its own tfjs wasm engine) compute
-// the others; the mean of the W gradients is the gradient of the whole batch, applied once with applyGradients.
-// Same draws (t, eps, dropped labels), same batches, same Adam: the run is the single-thread run, up to float
-// rounding, on W cores.
+// Synchronous data parallelism for npm run train --workers W: each step's batch is cut into W equal
+// shards; this thread computes the gradient of shard 0 while W - 1 worker threads (each with its
+// own tfjs wasm engine) compute the others; the mean of the W gradients is the gradient of the
+// whole batch, applied once with applyGradients. Same draws (t, eps, dropped labels), same batches,
+// same Adam: the run is the single-thread run, up to float rounding, on W cores.
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { useNodeBackend } from '../src/lib/runtime/node';
 import {
-  applyGradients, makeSchedule, simpleLoss, stepDraws, type Labels, type ScheduleKind, type Trainer, type UNetConfig,
+  applyGradients, makeSchedule, simpleLoss, stepDraws,
+  type Labels, type Schedule, type ScheduleKind, type Trainer, type UNetConfig,
 } from '../src/lib/diffusion';
 
-interface Setup { config: UNetConfig; schedule: { kind: ScheduleKind; T: number }; names: string[]; shapes: number[][] }
-interface ShardJob { params: Float32Array[]; x0: Float32Array; eps: Float32Array; shape: [number, number, number, number]; t: number[]; y?: Labels }
+interface Setup {
+  config: UNetConfig; schedule: { kind: ScheduleKind; T: number };
+  names: string[]; shapes: number[][]; // the parameters, in the order of every list below
+}
+interface ShardJob {
+  params: Float32Array[]; x0: Float32Array; eps: Float32Array;
+  shape: [number, number, number, number]; t: number[]; y?: Labels;
+}
 type ShardResult = { loss: number; grads: Float32Array[] } | { error: string };
 
-/** Loss and gradients of one shard, every parameter in `names` order, read back to the host. */
-async function shardGradients(params: tf.Variable[], names: string[], setup: Setup, s: ReturnType<typeof makeSchedule>, job: ShardJob) {
-  const p = Object.fromEntries(names.map((n, i) => [n, params[i]]));
+/** Loss and gradients of one shard, parameters in `setup.names` order, read back to the host. */
+async function shardGradients(params: tf.Variable[], setup: Setup, s: Schedule, job: ShardJob) {
+  const p = Object.fromEntries(setup.names.map((n, i) => [n, params[i]]));
   const [x0, eps] = [tf.tensor4d(job.x0, job.shape), tf.tensor4d(job.eps, job.shape)];
-  const { value, grads } = tf.variableGrads(() => simpleLoss(p, setup.config, s, x0, job.t, eps, job.y), params);
-  // a weight this shard did not use (class_emb when all its labels were dropped) has no gradient: it is 0
-  const out = await Promise.all(params.map(async (v) => (grads[v.name] ? await grads[v.name].data() as Float32Array : new Float32Array(v.size))));
+  const f = () => simpleLoss(p, setup.config, s, x0, job.t, eps, job.y);
+  const { value, grads } = tf.variableGrads(f, params);
+  // a weight unused by this shard (class_emb when all its labels were dropped): gradient 0
+  const out = await Promise.all(params.map(async (v) =>
+    (grads[v.name] ? await grads[v.name].data() as Float32Array : new Float32Array(v.size))));
   const loss = (await value.data())[0];
   tf.dispose([x0, eps, value, ...Object.values(grads)]);
   return { loss, grads: out };
@@ -35,7 +44,7 @@ async function workerMain() {
   parentPort!.on('message', async (job: ShardJob) => {
     try {
       params.forEach((v, i) => tf.tidy(() => v.assign(tf.tensor(job.params[i], v.shape))));
-      const result = await shardGradients(params, setup.names, setup, s, job);
+      const result = await shardGradients(params, setup, s, job);
       parentPort!.postMessage(result, result.grads.map((g) => g.buffer as ArrayBuffer));
     } catch (error) {
       parentPort!.postMessage({ error: error instanceof Error ? error.message : String(error) });
@@ -45,26 +54,35 @@ async function workerMain() {
 }
 
 export interface Shards {
-  /** The loss and the gradient of the whole batch at this step's draws, as the mean over the shards; frees eps. */
-  gradients(tr: Trainer, x0: tf.Tensor4D, labels?: number[]): Promise<{ loss: number; grads: tf.NamedTensorMap }>;
+  /** The whole batch's loss and gradient at this step's draws, as the means over the shards. */
+  gradients(tr: Trainer, x0: tf.Tensor4D, labels?: number[]):
+    Promise<{ loss: number; grads: tf.NamedTensorMap }>;
   /** One training step: `gradients`, then applyGradients (Adam and the EMA). */
   step(tr: Trainer, x0: tf.Tensor4D, labels?: number[]): Promise<number>;
   close(): Promise<void>;
 }
 
 /** Starts `workers - 1` worker threads that, with this thread, share each step of trainer `tr`. */
-export async function startShards(workers: number, config: UNetConfig, schedule: { kind: ScheduleKind; T: number }, tr: Trainer): Promise<Shards> {
+export async function startShards(workers: number, config: UNetConfig,
+  schedule: { kind: ScheduleKind; T: number }, tr: Trainer): Promise<Shards> {
   const names = Object.keys(tr.params);
   const setup: Setup = { config, schedule, names, shapes: names.map((n) => tr.params[n].shape) };
   // a worker thread does not inherit tsx's loader: register it there before importing this file
-  const boot = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); })`;
-  const threads = Array.from({ length: workers - 1 }, () => new Worker(boot, { eval: true, workerData: setup }));
-  // the worker's next message; an error or an exit instead rejects, so a dead worker never leaves the step waiting
+  const boot = 'import(\'tsx/esm/api\').then((tsx) => { tsx.register(); '
+    + `return import(${JSON.stringify(import.meta.url)}); })`;
+  const threads = Array.from({ length: workers - 1 },
+    () => new Worker(boot, { eval: true, workerData: setup }));
+  // the worker's next message; an error or an exit instead rejects, so that a dead worker never
+  // leaves the step waiting
   const next = (w: Worker) => new Promise<ShardResult & { ready?: true }>((resolve, reject) => {
-    if (w.threadId === -1) return reject(new Error('a training worker is not running (closed or exited)'));
+    if (w.threadId === -1) {
+      return reject(new Error('a training worker is not running (closed or exited)'));
+    }
     const done = () => (w.off('error', fail), w.off('exit', exited), w.off('message', reply));
-    const fail = (error: Error) => (done(), reject(new Error(`a training worker failed: ${error.message}`)));
-    const exited = (code: number) => (done(), reject(new Error(`a training worker exited with code ${code}`)));
+    const fail = (error: Error) =>
+      (done(), reject(new Error(`a training worker failed: ${error.message}`)));
+    const exited = (code: number) =>
+      (done(), reject(new Error(`a training worker exited with code ${code}`)));
     const reply = (m: ShardResult & { ready?: true }) => (done(), resolve(m));
     w.on('error', fail).on('exit', exited).on('message', reply);
   });
@@ -75,16 +93,20 @@ export async function startShards(workers: number, config: UNetConfig, schedule:
       if (B % workers) throw new Error(`--batch ${B} is not divisible by --workers ${workers}`);
       const [b, size] = [B / workers, (B / workers) * H * W * C];
       const { t, y, eps } = stepDraws(tr, x0.shape, labels);
-      const [x0Host, epsHost] = [await x0.data() as Float32Array, await eps.data() as Float32Array];
+      const x0Host = await x0.data() as Float32Array;
+      const epsHost = await eps.data() as Float32Array;
       eps.dispose();
-      const params = await Promise.all(names.map((n) => tr.params[n].data() as Promise<Float32Array>));
+      const params = await Promise.all(names.map((n) =>
+        tr.params[n].data() as Promise<Float32Array>));
       const shard = (k: number): ShardJob => ({
-        params, shape: [b, H, W, C], t: t.slice(k * b, (k + 1) * b), y: y?.slice(k * b, (k + 1) * b),
+        params, shape: [b, H, W, C],
+        t: t.slice(k * b, (k + 1) * b), y: y?.slice(k * b, (k + 1) * b),
         x0: x0Host.slice(k * size, (k + 1) * size), eps: epsHost.slice(k * size, (k + 1) * size),
       });
       const replies = threads.map((w, k) => (w.postMessage(shard(k + 1)), next(w)));
       const vars = names.map((n) => tr.params[n]);
-      const results = [await shardGradients(vars, names, setup, tr.schedule, shard(0)), ...await Promise.all(replies)];
+      const mine = await shardGradients(vars, setup, tr.schedule, shard(0));
+      const results = [mine, ...await Promise.all(replies)];
       const failed = results.find((r): r is { error: string } => 'error' in r);
       if (failed) throw new Error(`a training worker failed: ${failed.error}`);
       const ok = results as { loss: number; grads: Float32Array[] }[];

@@ -4,11 +4,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
-import { ddimStep, ddimTimesteps, epsTheta, loadUNet, makeSchedule, posterior, predictX0, qSample, type Labels } from '../src/lib/diffusion';
+import {
+  ddimSample, ddimStep, ddimTimesteps, epsTheta, loadUNet, makeSchedule, plainEps, posterior,
+  predictX0, qSample, type Labels,
+} from '../src/lib/diffusion';
 import { need, parseFlags, readJsonFile, runMain, writeAtomic } from './cli';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
 
 /** An NCHW image batch from the fixture as an NHWC tensor. */
 function images(value: unknown, field: string, c: number, size: number): tf.Tensor4D {
@@ -17,7 +19,8 @@ function images(value: unknown, field: string, c: number, size: number): tf.Tens
   if (!B || flat.length !== B * c * size * size || !flat.every((v) => typeof v === 'number')) {
     throw new Error(`${field} must be a [B, ${c}, ${size}, ${size}] array of numbers`);
   }
-  return tf.tidy(() => tf.transpose(tf.tensor4d(flat as number[], [B, c, size, size]), [0, 2, 3, 1]));
+  return tf.tidy(() => // [B, C, H, W] -> [B, H, W, C]
+    tf.transpose(tf.tensor4d(flat as number[], [B, c, size, size]), [0, 2, 3, 1]));
 }
 
 /** NHWC tensor back to nested NCHW arrays, as the fixture writes them. */
@@ -29,7 +32,9 @@ async function nchw(x: tf.Tensor4D): Promise<unknown> {
 }
 
 const ints = (v: unknown, field: string): number[] => {
-  if (!Array.isArray(v) || !v.every(Number.isInteger)) throw new Error(`${field} must be an array of integers`);
+  if (!Array.isArray(v) || !v.every(Number.isInteger)) {
+    throw new Error(`${field} must be an array of integers`);
+  }
   return v;
 };
 const labels = (v: unknown, field: string): Labels | undefined => {
@@ -50,17 +55,24 @@ async function main() {
     throw new Error(`cannot read ${join(dir, 'weights.safetensors')}`);
   }
   const section = (name: string): Json => {
-    if (!c[name] || typeof c[name] !== 'object') throw new Error(`case.json has no "${name}" object`);
+    if (!c[name] || typeof c[name] !== 'object') {
+      throw new Error(`case.json has no "${name}" object`);
+    }
     return c[name];
   };
   const m = section('model');
-  const config = { imageChannels: m.io_channels, channels: m.model_channels, classes: m.class_num ?? null };
+  const config = {
+    imageChannels: m.io_channels, channels: m.model_channels, classes: m.class_num ?? null,
+  };
   if (![config.imageChannels, config.channels, m.image_size].every(Number.isInteger)) {
     throw new Error('case.json model needs integer io_channels, model_channels and image_size');
   }
   const { params } = loadUNet(bytes, config);
   const sc = section('schedule');
-  if (sc.kind !== 'paper-linear') throw new Error(`schedule.kind ${JSON.stringify(sc.kind)} is not supported; expected "paper-linear"`);
+  if (sc.kind !== 'paper-linear') {
+    throw new Error(`schedule.kind ${JSON.stringify(sc.kind)} is not supported; `
+      + 'expected "paper-linear"');
+  }
   const s = makeSchedule('paper-linear', sc.timesteps);
   const img = (v: unknown, f: string) => images(v, f, config.imageChannels, m.image_size);
 
@@ -72,7 +84,8 @@ async function main() {
   };
 
   const q = section('q_sample');
-  const xt = tf.tidy(() => qSample(s, img(q.x0, 'q_sample.x0'), ints(q.t, 'q_sample.t'), img(q.noise, 'q_sample.noise')));
+  const xt = tf.tidy(() => qSample(s, img(q.x0, 'q_sample.x0'), ints(q.t, 'q_sample.t'),
+    img(q.noise, 'q_sample.noise')));
   result.q_sample = { xt: await nchw(xt) };
 
   const e = section('eps');
@@ -81,27 +94,28 @@ async function main() {
   const eps = epsTheta(params, config, ex, et, labels(e.label, 'eps.label'));
   result.eps = { eps: await nchw(eps) };
 
-  const post = tf.tidy(() => posterior(s, predictX0(s, ex, et, eps, true), ex, et));
-  result.p_mean_variance = { mean: await nchw(post.mean), variance: post.variance, log_variance: post.logVariance };
+  const x0 = predictX0(s, { xt: ex, t: et, eps, clip: true });
+  const post = posterior(s, x0, ex, et);
+  result.p_mean_variance = {
+    mean: await nchw(post.mean), variance: post.variance, log_variance: post.logVariance,
+  };
 
   const d = section('ddim_step');
   const dx = img(d.x, 'ddim_step.x');
   const dl = labels(d.label, 'ddim_step.label');
-  const step = tf.tidy(() => ddimStep(s, dx, d.t, d.t_prev, epsTheta(params, config, dx, Array(dx.shape[0]).fill(d.t), dl)).x);
+  const step = tf.tidy(() => ddimStep(s, {
+    xt: dx, t: d.t, tPrev: d.t_prev, eps: plainEps(params, config, dl)(dx, d.t),
+  }).x);
   result.ddim_step = { x_prev: await nchw(step) };
 
+  // the library's DDIM loop from the fixture's x_T; the seed draws only the noise z, which eta = 0
+  // (the fixture's) leaves out
   const g = section('ddim');
   const { timesteps, prev } = ddimTimesteps(s.T, g.steps, 'paper');
-  const gl = labels(g.label, 'ddim.label');
-  let x = img(g.xT, 'ddim.xT');
-  for (let i = timesteps.length - 1; i >= 0; i--) {
-    const next = tf.tidy(() => {
-      const epsI = epsTheta(params, config, x, Array(x.shape[0]).fill(timesteps[i]), gl);
-      return ddimStep(s, x, timesteps[i], prev[i], epsI, g.eta ?? 0, undefined, g.clip_x0 ?? true).x;
-    });
-    x.dispose();
-    x = next;
-  }
+  const xT = img(g.xT, 'ddim.xT');
+  const x = await ddimSample(plainEps(params, config, labels(g.label, 'ddim.label')), s, xT.shape, {
+    seed: 0, xT, steps: g.steps, spacing: 'paper', eta: g.eta ?? 0, clipX0: g.clip_x0 ?? true,
+  });
   result.ddim = { timestep_seq: timesteps, prev_seq: prev, x0: await nchw(x) };
   writeAtomic(out, JSON.stringify(result));
 }

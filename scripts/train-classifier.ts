@@ -1,24 +1,35 @@
-// npm run train-classifier -- --dataset mnist|fashion-mnist [--data DIR] [--epochs 6] [--batch 64] [--lr 0.002] [--seed 0] [--out NAME]
-// Trains the evaluation classifier (src/lib/classifier) on the data set's training images and writes
-// public/models/NAME.safetensors (tfjs layout) and NAME.json with its accuracy on the held-out images.
+// npm run train-classifier -- --dataset mnist|fashion-mnist [--data DIR] [--epochs 6] [--batch 64]
+//                             [--lr 0.002] [--seed 0] [--out NAME]
+// Trains the evaluation classifier (src/lib/classifier) on the data set's training images and
+// writes public/models/NAME.safetensors (tfjs layout) and NAME.json with its accuracy on the
+// held-out images.
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
-import { DATASETS, IMAGE_SIZE, gatherImages, loadDataset, type DatasetName } from '../src/lib/data/datasets';
+import {
+  DATASETS, IMAGE_SIZE, gatherImages, loadDataset, type DatasetName,
+} from '../src/lib/data/datasets';
 import { batchIndices } from '../src/lib/data/batches';
 import { rngFromSeed } from '../src/lib/diffusion/random';
-import { DEFAULT_CLASSIFIER, classifierLoss, classify, initClassifier, saveClassifier } from '../src/lib/classifier/cnn';
+import { adamStep, createAdam } from '../src/lib/diffusion/adam';
+import {
+  DEFAULT_CLASSIFIER, classifierLoss, classify, initClassifier, saveClassifier,
+} from '../src/lib/classifier/cnn';
 import { MODELS_DIR, modelPaths } from './models';
 import { need, num, parseFlags, runMain, writeAtomic } from './cli';
 
-const FLAGS = ['dataset', 'data', 'epochs', 'batch', 'lr', 'seed', 'out', 'models', 'limit', 'backend'];
+const FLAGS = [
+  'dataset', 'data', 'epochs', 'batch', 'lr', 'seed', 'out', 'models', 'limit', 'backend',
+];
 
 async function main() {
   const flags = parseFlags(process.argv.slice(2), FLAGS);
   const dataset = need(flags, 'dataset') as DatasetName;
-  if (!DATASETS.includes(dataset)) throw new Error(`--dataset must be one of ${DATASETS.join(', ')}, received "${dataset}"`);
+  if (!DATASETS.includes(dataset)) {
+    throw new Error(`--dataset must be one of ${DATASETS.join(', ')}, received "${dataset}"`);
+  }
   const epochs = num(flags, 'epochs', 6, (e) => e > 0);
   const B = num(flags, 'batch', 64, (b) => Number.isInteger(b) && b >= 1);
   const lr = num(flags, 'lr', 2e-3, (x) => x > 0);
@@ -28,53 +39,68 @@ async function main() {
   const dataDir = typeof flags.data === 'string' ? flags.data : undefined;
   const train = loadDataset(dataset, 'train', dataDir);
   const test = loadDataset(dataset, 'test', dataDir);
-  const n = flags.limit === undefined ? train.count : Math.min(train.count, num(flags, 'limit', 0, (l) => Number.isInteger(l) && l >= 1));
+  const limit = num(flags, 'limit', Infinity, (l) => Number.isInteger(l) && l >= 1);
+  const n = Math.min(train.count, limit);
   if (B > n) throw new Error(`--batch ${B} is larger than the data set (${n} images)`);
   await useNodeBackend((typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend);
 
   const config = DEFAULT_CLASSIFIER;
   const init = initClassifier(config, seed);
   const vars = Object.fromEntries(Object.entries(init).map(([k, t]) => [k, tf.variable(t)]));
-  const optimizer = tf.train.adam(lr);
+  const adam = createAdam(vars, { lr });
   const steps = Math.ceil(epochs * Math.floor(n / B));
   const started = performance.now();
   let recent: number[] = [];
   const rng = rngFromSeed(seed + 1); // the shift of each batch
   for (let step = 0; step < steps; step++) {
     const indices = batchIndices(seed, step, n, B);
-    const x = shifted(tf.tensor4d(gatherImages(train, indices), [B, IMAGE_SIZE, IMAGE_SIZE, 1]), rng() % 5 - 2, rng() % 5 - 2); // [B, 28, 28, 1]
+    const batch = tf.tensor4d(gatherImages(train, indices), [B, IMAGE_SIZE, IMAGE_SIZE, 1]);
+    const x = shifted(batch, rng() % 5 - 2, rng() % 5 - 2); // [B, 28, 28, 1]
     const labels = indices.map((i) => train.labels[i]);
-    (optimizer as unknown as { learningRate: number }).learningRate = lr * 0.5 * (1 + Math.cos((Math.PI * step) / steps)); // cosine decay to 0
-    const loss = optimizer.minimize(() => classifierLoss(vars, config, x, labels), true, Object.values(vars))!;
-    recent.push((await loss.data())[0]);
-    tf.dispose([x, loss]);
+    adam.lr = lr * 0.5 * (1 + Math.cos((Math.PI * step) / steps)); // cosine decay to 0
+    const loss = () => classifierLoss(vars, config, x, labels);
+    const { value, grads } = tf.variableGrads(loss, Object.values(vars));
+    // variableGrads keys the gradients by tf.Variable name; Adam takes them by parameter name
+    const byName = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, grads[v.name]]));
+    adamStep(adam, vars, byName);
+    recent.push((await value.data())[0]);
+    tf.dispose([x, value, ...Object.values(grads)]);
     if ((step + 1) % 50 === 0 || step + 1 === steps) {
       const s = (performance.now() - started) / 1000;
-      process.stderr.write(`step ${step + 1}/${steps} loss ${(recent.reduce((a, b) => a + b, 0) / recent.length).toFixed(4)} ${(((step + 1) * B) / s).toFixed(0)} img/s\n`);
+      const mean = recent.reduce((a, b) => a + b, 0) / recent.length;
+      const speed = ((step + 1) * B) / s;
+      const line = `step ${step + 1}/${steps} loss ${mean.toFixed(4)} ${speed.toFixed(0)} img/s`;
+      process.stderr.write(`${line}\n`);
       recent = [];
     }
   }
   const { predicted } = await classify(vars, config, test.images);
   const correct = predicted.reduce((a, p, i) => a + (p === test.labels[i] ? 1 : 0), 0);
   const accuracy = correct / test.count;
-  process.stderr.write(`held-out accuracy ${(100 * accuracy).toFixed(2)}% on ${test.count} ${dataset} test images\n`);
+  process.stderr.write(`held-out accuracy ${(100 * accuracy).toFixed(2)}% `
+    + `on ${test.count} ${dataset} test images\n`);
   mkdirSync(dir, { recursive: true });
   const paths = modelPaths(out, dir);
   writeAtomic(paths.weights, await saveClassifier(vars, { dataset, layout: 'tfjs' }));
-  writeAtomic(paths.card, `${JSON.stringify({
+  const card = {
     name: out, kind: 'classifier', dataset, architecture: config, classNames: train.classNames,
-    layout: 'tfjs: conv [kh, kw, in, out], dense [in, out]; NHWC images in [-1, 1]; code in src/lib/classifier/cnn.ts',
+    layout: 'tfjs: conv [kh, kw, in, out], dense [in, out]; NHWC images in [-1, 1]; '
+      + 'code in src/lib/classifier/cnn.ts',
     training: {
-      command: 'npm run train-classifier', images: n, augmentation: 'each batch shifted by up to 2 pixels', lrSchedule: 'cosine decay to 0', split: 'train', epochs, batch: B, lr, seed, steps,
+      command: 'npm run train-classifier', images: n,
+      augmentation: 'each batch shifted by up to 2 pixels', lrSchedule: 'cosine decay to 0',
+      split: 'train', epochs, batch: B, lr, seed, steps,
       wallSeconds: Math.round((performance.now() - started) / 1000),
-      machine: `${cpus()[0]?.model ?? 'unknown CPU'} (${cpus().length} cores), tfjs ${tf.getBackend()} backend, Node ${process.version}`,
+      machine: `${cpus()[0]?.model ?? 'unknown CPU'} (${cpus().length} cores), `
+        + `tfjs ${tf.getBackend()} backend, Node ${process.version}`,
     },
     heldOut: { split: 'test', images: test.count, accuracy },
-  }, null, 1)}\n`);
+  };
+  writeAtomic(paths.card, `${JSON.stringify(card, null, 1)}\n`);
   process.stderr.write(`wrote ${paths.weights} and ${paths.card}\n`);
 }
 
-/** The whole batch moved by (dy, dx) pixels, filling with the background -1: a cheap augmentation. */
+/** The whole batch moved by (dy, dx) pixels, filling in the background -1: cheap augmentation. */
 function shifted(x: tf.Tensor4D, dy: number, dx: number): tf.Tensor4D {
   const out = tf.tidy(() => {
     const padded = tf.pad(x, [[0, 0], [2, 2], [2, 2], [0, 0]], -1); // [B, 32, 32, 1]

@@ -5,7 +5,10 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rngFromSeed, torchShapes, writeSafetensors, type HostTensor, type UNetConfig } from '../src/lib/diffusion';
+import {
+  readSafetensors, rngFromSeed, torchShapes, writeSafetensors, type HostTensor, type UNetConfig,
+} from '../src/lib/diffusion';
+import { callPickle, fromHost, withPickle, writePth } from './helpers/pth-writer';
 import { canvasPng, CHROMIUM_ARGS, launchChromium, runCell, serveDir } from './helpers/site-browser';
 import { siteDist } from './helpers/site-dist';
 
@@ -155,6 +158,33 @@ describe('cells on wasm', () => {
     const rgb = await runCell(page, 'load-checkpoint');
     expect(rgb).toMatchObject({ state: 'done', blank: [] });
     expect(await page.locator('[data-run-cell="load-checkpoint"] [data-out="model"]').textContent()).toMatch(/3 image channels, unconditional; cosine, T = 20 \(from the file\)/);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('draw the same pixels from a .pth (cpu or cuda:0 storages) as from its .safetensors', async () => {
+    const { page, errors } = await open(`${LAB}?backend=wasm&cells=tiny`);
+    const random = randomCheckpoint({ imageChannels: 1, channels: 32, classes: 10 });
+    const host = readSafetensors(new Uint8Array(random)).tensors;
+    const files: [string, Uint8Array][] = [
+      ['plain.safetensors', writeSafetensors(Object.fromEntries(host))], // no metadata, as a .pth
+      ['cpu.pth', writePth(fromHost(host))],
+      ['cuda.pth', writePth(fromHost(host), { location: 'cuda:0' })],
+    ];
+    const drawn: string[] = [];
+    for (const [name, bytes] of files) {
+      await chooseCheckpoint(page, Buffer.from(bytes), name);
+      expect(await runCell(page, 'load-checkpoint')).toMatchObject({ state: 'done', blank: [] });
+      drawn.push(await canvasPng(page, 'load-checkpoint', 'samples'));
+    }
+    expect(drawn[1]).toBe(drawn[0]);
+    expect(drawn[2]).toBe(drawn[0]);
+    for (const [module, name] of [['os', 'system'], ['builtins', 'eval']]) {
+      await chooseCheckpoint(page, Buffer.from(withPickle(callPickle(module, name, 'id'))), 'evil.pth');
+      const evil = await runCell(page, 'load-checkpoint');
+      expect(evil.state).toBe('error');
+      expect(evil.error).toMatch(new RegExp(`^evil\\.pth is not a compatible model: .*${module}\\.${name}`));
+    }
     expect(errors).toEqual([]);
     await page.close();
   });

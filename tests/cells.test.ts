@@ -1,10 +1,14 @@
 // The cells' plain logic, in Node: backend choice, error wording, model cards, step picks.
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { forcedBackend, isSoftwareAdapter } from '../src/lib/runtime/browser';
 import { describeError } from '../src/lib/runtime/cells/controller';
-import { scheduleFromJson } from '../src/lib/runtime/cells/engine';
+import { scheduleFromJson, siteModel } from '../src/lib/runtime/cells/engine';
+import type { CellContext } from '../src/lib/runtime/cells/controller';
 import { labelsFor, snapshotSteps } from '../src/lib/runtime/cells/sampling';
 import type { Model } from '../src/lib/runtime/cells/engine';
+import { parseModelCard } from '../src/lib/models/card';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 describe('backend choice', () => {
   it('reads ?backend= and rejects unknown names with the known ones', () => {
@@ -52,5 +56,59 @@ describe('model cards and sampling picks', () => {
     expect(labelsFor(conditional, '7', 2)).toEqual([7, 7]);
     expect(() => labelsFor(conditional, '12', 1)).toThrow('class 12 is out of range: expected 0..9');
     expect(() => labelsFor({ config: { ...conditional.config, classes: null } } as Model, '3', 1)).toThrow(/no class embedding/);
+  });
+});
+
+describe('the model card parser', () => {
+  const MODELS = join(__dirname, '../public/models');
+  const shipped = readdirSync(MODELS).filter((f) => f.endsWith('.json'))
+    .map((f) => ({ f, json: JSON.parse(readFileSync(join(MODELS, f), 'utf8')) }))
+    .filter(({ json }) => json.kind !== 'classifier');
+  const base = shipped[0].json;
+
+  it('accepts every shipped card as it is', () => {
+    expect(shipped.length).toBeGreaterThanOrEqual(1);
+    for (const { f, json } of shipped) {
+      const card = parseModelCard(json, f);
+      expect(card.recommended).toEqual(json.recommended);
+      expect(card.schedule).toEqual(json.schedule);
+    }
+  });
+
+  it('fills an older card with eta 0 and the paper\'s DDIM loop', () => {
+    const { eta: _eta, recomputeEps: _r, ...older } = base.recommended;
+    const card = parseModelCard({ ...base, recommended: older }, 'old.json');
+    expect([card.recommended.eta, card.recommended.recomputeEps]).toEqual([0, false]);
+  });
+
+  it('names the file and the missing or bad field', () => {
+    const { schedule: _s, ...noSchedule } = base;
+    expect(() => parseModelCard(noSchedule, 'public/models/x.json'))
+      .toThrow('public/models/x.json: schedule is missing; expected an object');
+    expect(() => parseModelCard({ ...base, schedule: { kind: 'cosine' } }, 'x.json'))
+      .toThrow('x.json: schedule.T is missing; expected an integer >= 2');
+    expect(() => parseModelCard({ ...base, schedule: { kind: 'linear', T: 10 } }, 'x.json'))
+      .toThrow('x.json: schedule.kind is "linear"; expected one of paper-linear, ddpm-linear, cosine');
+    const badEta = { ...base, recommended: { ...base.recommended, eta: 'one' } };
+    expect(() => parseModelCard(badEta, 'x.json')).toThrow('x.json: recommended.eta is "one"');
+    expect(() => parseModelCard([], 'x.json')).toThrow('x.json: [] is not a model card');
+  });
+});
+
+describe('a site model whose card is missing or bad', () => {
+  afterEach(() => vi.unstubAllGlobals());
+  const ctx = { tiny: false, search: '' } as CellContext;
+  const serve = (card: unknown) => {
+    vi.stubGlobal('location', { href: 'http://site.test/chapters/x/' });
+    vi.stubGlobal('fetch', async (url: URL) => (card === undefined || !String(url).endsWith('.json')
+      ? new Response('not found', { status: 404 }) : Response.json(card)));
+  };
+
+  it('is an error on the cell that names the card, not a silent default schedule', async () => {
+    serve(undefined);
+    await expect(siteModel(ctx, 'mnist')).rejects.toThrow('could not fetch the model card /models/mnist.json: HTTP 404');
+    const card = JSON.parse(readFileSync(join(__dirname, '../public/models/mnist.json'), 'utf8'));
+    serve({ ...card, schedule: { kind: 'paper-linear' } });
+    await expect(siteModel(ctx, 'mnist')).rejects.toThrow('/models/mnist.json: schedule.T is missing; expected an integer >= 2');
   });
 });

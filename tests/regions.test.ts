@@ -7,6 +7,8 @@ import { fromHtml } from 'hast-util-from-html';
 import { selectAll } from 'hast-util-select';
 import { toString } from 'hast-util-to-string';
 import { getRegion, listRegions, parseRegions } from '../src/lib/site/regions';
+import { highlightTs } from '../src/lib/site/highlight';
+import { symbolsFor } from '../src/lib/site/symbols';
 import { siteDist } from './helpers/site-dist';
 
 /** The chapter pages, in reading order: src/content/docs/chapters/NN-slug.mdx is built to chapters/NN-slug/index.html. */
@@ -39,6 +41,26 @@ describe('the region extractor', () => {
   it('is what every pair uses, so a missing region fails the build', () => {
     const component = readFileSync(join(process.cwd(), 'src/components/EquationCode.astro'), 'utf8');
     expect(component).toMatch(/getRegion\(region, `the chapter \$\{Astro\.url\.pathname\}`\)/);
+  });
+});
+
+describe('the symbol links of a pane', () => {
+  const tagged = async (ref: string) => {
+    const html = await highlightTs(getRegion(ref).code, symbolsFor(ref));
+    return [...html.matchAll(/data-sym="([^"]+)"[^>]*>([^<]*)</g)].map((m) => `${m[2]}=${m[1]}`);
+  };
+
+  it('give a name the meaning it has in its region', async () => {
+    expect(await tagged('unet.ts#group-norm')).toContain('mean=groupMean');
+    expect(await tagged('unet.ts#group-norm')).not.toContain('mean=mu');
+    expect(await tagged('unet.ts#group-norm')).not.toContain('eps=eps'); // GroupNorm's 1e-5
+    expect(await tagged('ddpm.ts#posterior')).toContain('mean=mu');
+  });
+
+  it('leave comments and strings alone and tag code in a template\'s ${...}', async () => {
+    const code = "// eta here is prose\nconst s = `eta ${eta}`, q = 'eta';";
+    const html = await highlightTs(code, { eta: 'eta' });
+    expect([...html.matchAll(/data-sym="eta"/g)], 'only the eta inside ${...}').toHaveLength(1);
   });
 });
 

@@ -1,5 +1,5 @@
 // Schedules and the equations that use them, at non-default settings.
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { betas, ddimSigma, ddimTimesteps, makeSchedule } from '../src/lib/diffusion';
 
 describe('beta schedules', () => {

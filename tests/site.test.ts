@@ -1,6 +1,7 @@
 // Every chapter page, built and opened in headless Chromium at 1440 px and 390 px: typeset math and no raw TeX,
 // equation/code pairs side by side on wide screens and stacked on narrow ones, nothing overflowing the page or
-// overlapping. Full-page screenshots go to tmp/screenshots (git-ignored) for a human to look at.
+// overlapping; code panes that show 100 columns unwrapped at 1440 px and scroll sideways on a phone with their
+// line numbers fixed. Full-page screenshots go to tmp/screenshots (git-ignored) for a human to look at.
 import type { Server } from 'node:http';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,6 +34,7 @@ afterAll(async () => {
 type Report = {
   katex: number; katexErrors: number; rawTex: string[]; pairs: number; panes: number; scrollWidth: number; innerWidth: number;
   overlaps: string[]; outside: string[]; sideBySide: number; stacked: number; clipped: string[];
+  wrapped: string[]; paneOverflow: string[]; unstuck: string[]; pageScrollWidth: number;
 };
 
 /** What the page looks like, measured in the browser. */
@@ -57,12 +59,35 @@ function measure(): Report {
     else if (eq.bottom <= code.top + 0.5) stacked++;
     if (code.right > innerWidth + 0.5 || eq.right > innerWidth + 0.5 || code.left < -0.5 || eq.left < -0.5) outside.push(`pair ${i}`);
   });
-  // Anything in the chapter that the reader would have to scroll sideways (equations, code, figures) counts as clipped.
+  // Anything in the chapter that the reader would have to scroll sideways (equations, figures) counts as clipped;
+  // code panes scroll sideways by design on a phone, and are measured on their own below.
   const clipped = [...document.querySelectorAll('main *')]
+    .filter((el) => !el.closest('[data-region]'))
     .filter((el) => el.scrollWidth > el.clientWidth + 1 && ['auto', 'scroll'].includes(getComputedStyle(el).overflowX))
     .map((el) => `${el.tagName.toLowerCase()}.${el.classList[0] ?? ''} ${el.scrollWidth} > ${el.clientWidth}: ${(el.querySelector('annotation')?.textContent ?? el.textContent ?? '').trim().slice(0, 60)}`);
+  // Code panes: no line wraps (each .line is one line high), what is hidden to the right, and a line-number
+  // gutter that stays at the left edge while the pane scrolls (position: sticky in a scrolling <pre>).
+  const wrapped: string[] = [];
+  const paneOverflow: string[] = [];
+  const unstuck: string[] = [];
+  document.querySelectorAll<HTMLElement>('[data-region]').forEach((pane) => {
+    const ref = pane.dataset.region ?? '';
+    const pre = pane.querySelector('pre')!;
+    const lineHeight = parseFloat(getComputedStyle(pre).lineHeight);
+    const lines = [...pane.querySelectorAll<HTMLElement>('.line')];
+    const tall = lines.filter((l) => l.getBoundingClientRect().height > lineHeight * 1.5);
+    if (tall.length) wrapped.push(`${ref}: ${tall.length} wrapped, e.g. ${tall[0].textContent?.trim().slice(0, 50)}`);
+    if (pre.scrollWidth > pre.clientWidth + 1) paneOverflow.push(`${ref}: ${pre.scrollWidth} > ${pre.clientWidth}`);
+    const gutter = getComputedStyle(lines[0], '::before');
+    const scrolls = ['auto', 'scroll'].includes(getComputedStyle(pre).overflowX);
+    if (gutter.position !== 'sticky' || gutter.content === 'none' || !scrolls) unstuck.push(ref);
+  });
   return {
     clipped,
+    wrapped,
+    paneOverflow,
+    unstuck,
+    pageScrollWidth: document.scrollingElement!.scrollWidth,
     katex: document.querySelectorAll('.katex').length,
     katexErrors: document.querySelectorAll('.katex-error').length,
     rawTex: text,
@@ -97,6 +122,10 @@ describe.each([
       expect(r.overlaps).toEqual([]);
       expect(r.outside).toEqual([]);
       expect(r.clipped, 'equations or code wider than their column').toEqual([]);
+      expect(r.wrapped, 'code lines that wrap').toEqual([]);
+      expect(r.unstuck, 'panes whose line numbers do not stay put as they scroll').toEqual([]);
+      expect(r.pageScrollWidth, 'a pane makes the page scroll sideways').toBeLessThanOrEqual(r.innerWidth);
+      if (wide) expect(r.paneOverflow, 'panes that hide columns at 1440 px (100 columns must fit)').toEqual([]);
       if (wide) expect(r.sideBySide, 'pairs side by side at >= 1200 px').toBe(r.pairs);
       else expect(r.stacked, 'pairs stacked on a phone').toBe(r.pairs);
       await page.screenshot({ path: join(SHOTS, `${slug}-${width}.png`), fullPage: true });

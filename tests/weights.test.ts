@@ -36,6 +36,12 @@ describe('reading the paper checkpoint', () => {
     expect(params['noise_embedding.weight'].shape).toEqual([32, 64]); // [out, in] -> [in, out]
     expect(params['class_emb.weight'].shape).toEqual([10, 64]); // embeddings keep their layout
   });
+  it('returns the file\'s metadata with the weights', async () => {
+    const { params } = loadUNet(new Uint8Array(FIXTURE));
+    const bytes = await saveUNet(params, { schedule: 'cosine', T: '400' });
+    expect(loadUNet(bytes).metadata).toEqual({ schedule: 'cosine', T: '400' });
+    expect(loadUNet(new Uint8Array(FIXTURE)).metadata).toEqual(readSafetensors(FIXTURE).metadata);
+  });
   it('round-trips through saveUNet byte-for-byte in values and layouts', async () => {
     const { params } = loadUNet(new Uint8Array(FIXTURE));
     const again = readSafetensors(await saveUNet(params)).tensors;

@@ -27,7 +27,7 @@ describe('widenParams', () => {
 
   it('noise makes the copies of a channel differ, by about noise x the tensor\'s spread', async () => {
     const p = initParams(c, 3);
-    const wide = widenParams(p, c, 64, 0.01, 5);
+    const wide = widenParams(p, c, 64, { noise: 0.01, seed: 5 });
     const w = await wide['down_block3.weight'].data(); // HWIO [3, 3, 64, 128]: outputs 2j and 2j + 1 copy old output j
     const gaps = Array.from({ length: w.length / 2 }, (_, i) => Math.abs(w[2 * i] - w[2 * i + 1]));
     const std = Math.sqrt((await tf.moments(p['down_block3.weight']).variance.data())[0]);

@@ -1,7 +1,8 @@
-// The run-this-cell islands that chapters may use: `import { DdpmSampling } from '../../components/cells'`.
-// Every cell reads these URL parameters: ?backend=webgpu|webgl|wasm|cpu forces a backend; ?model=random samples
-// from random 32-channel weights instead of public/models/mnist.{json,safetensors}; ?cells=tiny runs the smallest
-// settings (one image, a few steps, a random model with T = 5), which the browser tests use.
+// The run-this-cell islands that chapters may use:
+// `import { DdpmSampling } from '../../components/cells'`. Every cell reads these URL parameters:
+// ?backend=webgpu|webgl|wasm|cpu forces a backend; ?model=random samples from random 32-channel
+// weights instead of public/models/mnist.{json,safetensors}; ?cells=tiny runs the smallest settings
+// (one image, a few steps, a random model with T = 5), which the browser tests use.
 export { default as ForwardNoising } from './ForwardNoising.astro';
 export { default as NetworkTrace } from './NetworkTrace.astro';
 export { default as LiveTraining } from './LiveTraining.astro';

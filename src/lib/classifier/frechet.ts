@@ -6,22 +6,28 @@ export interface Gaussian { mean: Float64Array; cov: Float64Array; dim: number; 
 /** Mean and (n - 1)-normalised covariance of n feature vectors of length dim, given row-major. */
 export function fitGaussian(features: ArrayLike<number>, dim: number): Gaussian {
   const n = features.length / dim;
-  if (!Number.isInteger(n) || n < 2) throw new Error(`need at least 2 feature vectors of length ${dim}, received ${features.length} values`);
+  if (!Number.isInteger(n) || n < 2) {
+    throw new Error(`need at least 2 feature vectors of length ${dim}, `
+      + `received ${features.length} values`);
+  }
   const mean = new Float64Array(dim);
   for (let i = 0; i < n; i++) for (let j = 0; j < dim; j++) mean[j] += features[i * dim + j] / n;
   const cov = new Float64Array(dim * dim);
   for (let i = 0; i < n; i++) {
     for (let a = 0; a < dim; a++) {
       const da = features[i * dim + a] - mean[a];
-      for (let b = a; b < dim; b++) cov[a * dim + b] += (da * (features[i * dim + b] - mean[b])) / (n - 1);
+      for (let b = a; b < dim; b++) {
+        cov[a * dim + b] += (da * (features[i * dim + b] - mean[b])) / (n - 1);
+      }
     }
   }
   for (let a = 0; a < dim; a++) for (let b = 0; b < a; b++) cov[a * dim + b] = cov[b * dim + a];
   return { mean, cov, dim, count: n };
 }
 
-/** Eigenvalues and eigenvectors (columns of V) of a symmetric matrix, by cyclic Jacobi rotations. */
-export function symmetricEigen(matrix: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
+/** Eigenvalues and eigenvectors (columns of V) of a symmetric matrix by cyclic Jacobi rotations. */
+export function symmetricEigen(matrix: Float64Array, n: number):
+  { values: Float64Array; vectors: Float64Array } {
   const A = Float64Array.from(matrix);
   const V = new Float64Array(n * n);
   for (let i = 0; i < n; i++) V[i * n + i] = 1;
@@ -58,13 +64,15 @@ export function symmetricEigen(matrix: Float64Array, n: number): { values: Float
   return { values: Float64Array.from({ length: n }, (_, i) => A[i * n + i]), vectors: V };
 }
 
-/** S^{1/2} of a symmetric positive semi-definite matrix (negative round-off eigenvalues clipped to 0). */
+/** S^{1/2} of a symmetric positive semi-definite matrix (round-off eigenvalues < 0 taken as 0). */
 function sqrtm(S: Float64Array, n: number): Float64Array {
   const { values, vectors: V } = symmetricEigen(S, n);
   const out = new Float64Array(n * n);
   for (let k = 0; k < n; k++) {
     const r = Math.sqrt(Math.max(values[k], 0));
-    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) out[i * n + j] += V[i * n + k] * r * V[j * n + k];
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) out[i * n + j] += V[i * n + k] * r * V[j * n + k];
+    }
   }
   return out;
 }
@@ -78,14 +86,22 @@ function matmul(A: Float64Array, B: Float64Array, n: number): Float64Array {
   return C;
 }
 
-/** d^2(N(mu_1, S_1), N(mu_2, S_2)); Tr (S_1^{1/2} S_2 S_1^{1/2})^{1/2} = sum of the square roots of its eigenvalues. */
+/**
+ * d^2(N(mu_1, S_1), N(mu_2, S_2)); Tr (S_1^{1/2} S_2 S_1^{1/2})^{1/2} is the sum of the square
+ * roots of its eigenvalues.
+ */
 export function frechetDistance(g1: Gaussian, g2: Gaussian): number {
   if (g1.dim !== g2.dim) throw new Error(`feature sizes differ: ${g1.dim} and ${g2.dim}`);
   const n = g1.dim;
   const root1 = sqrtm(g1.cov, n);
   const middle = matmul(matmul(root1, g2.cov, n), root1, n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) middle[i * n + j] = middle[j * n + i] = (middle[i * n + j] + middle[j * n + i]) / 2;
-  const traceSqrt = symmetricEigen(middle, n).values.reduce((a, v) => a + Math.sqrt(Math.max(v, 0)), 0);
+  for (let i = 0; i < n; i++) { // symmetric up to round-off: make it exactly so
+    for (let j = 0; j < i; j++) {
+      middle[i * n + j] = middle[j * n + i] = (middle[i * n + j] + middle[j * n + i]) / 2;
+    }
+  }
+  const eigenvalues = symmetricEigen(middle, n).values;
+  const traceSqrt = eigenvalues.reduce((a, v) => a + Math.sqrt(Math.max(v, 0)), 0);
   let meanTerm = 0;
   let trace = 0;
   for (let i = 0; i < n; i++) {

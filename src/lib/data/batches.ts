@@ -13,7 +13,7 @@ export function epochOrder(seed: number, epoch: number, n: number): Int32Array {
   return order;
 }
 
-/** The image indices of global step `step`: epochs of floor(n / B) full batches, the remainder dropped. */
+/** Image indices of global step `step`: epochs of floor(n / B) full batches, the rest dropped. */
 export function batchIndices(seed: number, step: number, n: number, B: number): number[] {
   const perEpoch = Math.floor(n / B);
   if (perEpoch < 1) throw new Error(`batch size ${B} is larger than the data set (${n} images)`);

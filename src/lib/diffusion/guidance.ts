@@ -14,13 +14,18 @@ export function guide(epsU: tf.Tensor4D, epsC: tf.Tensor4D, w: number): tf.Tenso
 // #endregion
 
 // #region guided-eps
-/** eps_theta for the samplers; both branches run as one batch of 2B. Without labels, plain eps_theta. */
-export function guidedEps(p: Params, c: UNetConfig, labels?: Labels, w = 1): EpsFn {
+/** eps_theta(x_t, t, y) for the samplers: the network once; unconditional without labels. */
+export function plainEps(p: Params, c: UNetConfig, labels?: Labels): EpsFn {
+  return (xt, t) => epsTheta(p, c, xt, Array<number>(xt.shape[0]).fill(t), labels);
+}
+
+/** Guided eps for the samplers, both branches in one batch of 2B; plainEps if w = 1 or no labels */
+export function guidedEps(p: Params, c: UNetConfig, labels: Labels | undefined, w: number): EpsFn {
+  if (!labels || w === 1) return plainEps(p, c, labels);
+  const both = [...labels, ...labels.map(() => null)]; // y, then no label
   return (xt, t) => tf.tidy(() => {
-    const ts = Array<number>(xt.shape[0]).fill(t);
-    if (!labels || w === 1) return epsTheta(p, c, xt, ts, labels);
-    const both = epsTheta(p, c, tf.concat([xt, xt]), [...ts, ...ts], [...labels, ...labels.map(() => null)]);
-    const [epsC, epsU] = tf.split(both, 2) as [tf.Tensor4D, tf.Tensor4D];
+    const eps = epsTheta(p, c, tf.concat([xt, xt]), Array<number>(both.length).fill(t), both);
+    const [epsC, epsU] = tf.split(eps, 2) as [tf.Tensor4D, tf.Tensor4D];
     return guide(epsU, epsC, w);
   });
 }

@@ -1,4 +1,5 @@
-// The public API of the diffusion library: copy this folder into a project that has @tensorflow/tfjs-core.
+// The public API of the diffusion library: copy this folder into a project that has
+// @tensorflow/tfjs-core.
 export * from './schedule';
 export * from './forward';
 export * from './unet';
@@ -8,4 +9,5 @@ export * from './sampler';
 export * from './ddpm';
 export * from './ddim';
 export * from './guidance';
+export * from './adam';
 export * from './train';

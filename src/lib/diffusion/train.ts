@@ -1,5 +1,7 @@
-// Training (DDPM Algorithm 1) with label dropout for classifier-free guidance and an EMA of the weights.
+// Training (DDPM Algorithm 1), with label dropout for classifier-free guidance and an EMA of the
+// weights.
 import * as tf from '@tensorflow/tfjs-core';
+import { adamStep, createAdam, type Adam } from './adam';
 import { qSample } from './forward';
 import { randint, randn, rngFromSeed } from './random';
 import type { Schedule } from './schedule';
@@ -14,42 +16,44 @@ export interface TrainOptions {
 
 export interface Trainer {
   config: UNetConfig; schedule: Schedule; options: Required<TrainOptions>;
-  params: Record<string, tf.Variable>; ema: Record<string, tf.Variable> | null; // EMA: not trained, averaged
-  optimizer: tf.AdamOptimizer;
-  step: number;
+  params: Record<string, tf.Variable>; ema: Record<string, tf.Variable> | null; // EMA: averaged
+  adam: Adam; step: number;
 }
 
-/** Wraps copies of `params` in variables with an Adam optimizer; `step` > 0 resumes a run's random stream. */
-export function createTrainer(params: Params, config: UNetConfig, schedule: Schedule, options: TrainOptions, step = 0): Trainer {
+/** Wraps copies of `params` in variables with Adam; `step` > 0 resumes a run's random stream. */
+export function createTrainer(params: Params, config: UNetConfig, schedule: Schedule,
+  options: TrainOptions, step = 0): Trainer {
   const opts = { lr: 5e-4, labelDropout: 0.1, emaDecay: 0.999, ...options };
   const copy = (trainable: boolean) =>
     Object.fromEntries(Object.entries(params).map(([n, t]) => [n, tf.variable(t, trainable)]));
-  return {
-    config, schedule, options: opts, step, params: copy(true),
-    ema: opts.emaDecay === null ? null : copy(false), optimizer: tf.train.adam(opts.lr),
-  };
+  const [weights, ema] = [copy(true), opts.emaDecay === null ? null : copy(false)];
+  const adam = createAdam(weights, { lr: opts.lr });
+  return { config, schedule, options: opts, params: weights, ema, adam, step };
 }
 
 // #region simple-loss
-/** L_simple = || eps - eps_theta(sqrt(alphaBar_t) x_0 + sqrt(1 - alphaBar_t) eps, t, y) ||^2   (DDPM eq. 14) */
-export function simpleLoss(p: Params, c: UNetConfig, s: Schedule, x0: tf.Tensor4D, t: number[], eps: tf.Tensor4D, y?: Labels): tf.Scalar {
-  return tf.tidy(() => tf.mean(tf.squaredDifference(eps, epsTheta(p, c, qSample(s, x0, t, eps), t, y))));
+/** L_simple = || eps - eps_theta(x_t, t, y) ||^2,
+ *  x_t = sqrt(alphaBar_t) x_0 + sqrt(1 - alphaBar_t) eps   (DDPM eq. 14) */
+export function simpleLoss(p: Params, c: UNetConfig, s: Schedule, x0: tf.Tensor4D, t: number[],
+  eps: tf.Tensor4D, y?: Labels): tf.Scalar {
+  return tf.tidy(() =>
+    tf.mean(tf.squaredDifference(eps, epsTheta(p, c, qSample(s, x0, t, eps), t, y))));
 }
 // #endregion
 
 // #region train-step
-/** The draws of one step of Algorithm 1: t ~ U{0..T-1}, eps ~ N(0, I), each label dropped with probability p. */
+/** One step's draws (Algorithm 1): t ~ U{0..T-1}, eps ~ N(0, I), each label dropped w.p. p. */
 export function stepDraws(tr: Trainer, shape: [number, number, number, number], labels?: number[]) {
   const rng = rngFromSeed((tr.options.seed ^ Math.imul(tr.step + 1, 0x9e3779b1)) >>> 0);
   const t = randint(rng, tr.schedule.T, shape[0]);
-  const y = labels?.map((label) => (rng() / 2 ** 32 < tr.options.labelDropout ? null : label));
+  const y = labels?.map((l) => (rng() / 2 ** 32 < tr.options.labelDropout ? null : l));
   return { t, y, eps: randn<tf.Rank.R4>(shape, rng) };
 }
-
-/** One step of Algorithm 1 on a batch: the gradient of L_simple at those draws, then applyGradients. */
+/** One step of Algorithm 1 on a batch: the gradient of L_simple at those draws, applied. */
 export function trainStep(tr: Trainer, x0: tf.Tensor4D, labels?: number[]): tf.Scalar {
   const { t, y, eps } = stepDraws(tr, x0.shape, labels);
-  const { value, grads } = tf.variableGrads(() => simpleLoss(tr.params, tr.config, tr.schedule, x0, t, eps, y), Object.values(tr.params));
+  const loss = () => simpleLoss(tr.params, tr.config, tr.schedule, x0, t, eps, y);
+  const { value, grads } = tf.variableGrads(loss, Object.values(tr.params));
   eps.dispose();
   applyGradients(tr, grads);
   return value;
@@ -57,20 +61,20 @@ export function trainStep(tr: Trainer, x0: tf.Tensor4D, labels?: number[]): tf.S
 // #endregion
 
 // #region ema
-/**
- * One Adam step on `grads` (this batch's, or the mean over data-parallel shards), then the EMA of the weights.
- * A weight the batch did not use (class_emb when every label was dropped) has gradient 0: Adam keeps its moments
- * by position, so every step must list every weight.
- */
+/** One Adam step on `grads` (this batch's or the shards' mean, keyed by tf.Variable name as from
+ *  tf.variableGrads), then the EMA. A weight the batch did not use counts as gradient 0. */
 export function applyGradients(tr: Trainer, grads: tf.NamedTensorMap) {
-  tf.tidy(() => tr.optimizer.applyGradients(Object.values(tr.params).map((v) => ({ name: v.name, tensor: grads[v.name] ?? tf.zerosLike(v) }))));
+  const byName = Object.fromEntries(Object.entries(tr.params).map(([n, v]) => [n, grads[v.name]]));
+  adamStep(tr.adam, tr.params, byName);
   tf.dispose(Object.values(grads));
-  if (tr.ema) updateEma(tr.ema, tr.params, Math.min(tr.options.emaDecay!, (1 + tr.step) / (10 + tr.step)));
+  const d = Math.min(tr.options.emaDecay!, (1 + tr.step) / (10 + tr.step));
+  if (tr.ema) updateEma(tr.ema, tr.params, d);
   tr.step += 1;
 }
 
-/** theta_ema <- d theta_ema + (1 - d) theta, with d warming up as (1 + n) / (10 + n) early in training. */
-function updateEma(ema: Record<string, tf.Variable>, params: Record<string, tf.Variable>, d: number) {
-  tf.tidy(() => Object.entries(ema).forEach(([n, e]) => e.assign(tf.add(tf.mul(d, e), tf.mul(1 - d, params[n])))));
+/** theta_ema <- d theta_ema + (1 - d) theta, with d warming up as (1 + n) / (10 + n) early on. */
+function updateEma(ema: Trainer['params'], params: Trainer['params'], d: number) {
+  tf.tidy(() => Object.entries(ema).forEach(([n, e]) =>
+    e.assign(tf.add(tf.mul(d, e), tf.mul(1 - d, params[n])))));
 }
 // #endregion

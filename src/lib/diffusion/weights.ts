@@ -5,35 +5,46 @@ import * as tf from '@tensorflow/tfjs-core';
 import { toTfLayout, toTorchLayout, torchShapes, type Params, type UNetConfig } from './unet';
 
 export interface HostTensor { shape: number[]; data: Float32Array }
+type Entry = { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
 const BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2 };
 
-/** Parses a safetensors file; F16 and BF16 are upcast to float32. Throws one clear error on any defect. */
-export function readSafetensors(bytes: Uint8Array): { tensors: Map<string, HostTensor>; metadata: Record<string, string> } {
-  if (bytes.length < 8) throw new Error(`not a safetensors file: ${bytes.length} bytes is shorter than the 8-byte header length`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const n = Number(view.getBigUint64(0, true));
-  if (8 + n > bytes.length) throw new Error(`header length ${n} runs past the end of the file (${bytes.length} bytes): truncated or not safetensors`);
-  let header: Record<string, { dtype?: unknown; shape?: unknown; data_offsets?: unknown }>;
+/**
+ * Parses a safetensors file; F16 and BF16 are upcast to float32. Throws one clear error on any
+ * defect. `bytes` may be a view into a larger buffer (a Node Buffer is one): offsets are its own.
+ */
+export function readSafetensors(bytes: Uint8Array) {
+  if (bytes.length < 8) throw new Error(
+    `not a safetensors file: ${bytes.length} bytes is shorter than the 8-byte header length`);
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+  if (8 + n > bytes.length) throw new Error(`header length ${n} runs past the end of the file `
+    + `(${bytes.length} bytes): truncated or not safetensors`);
+  let header: Record<string, Entry>;
   try {
     header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
   } catch {
     throw new Error('the safetensors header is not valid JSON');
   }
-  if (!header || typeof header !== 'object' || Array.isArray(header)) throw new Error('the safetensors header is not a JSON object');
-  const body = bytes.subarray(8 + n);
-  const tensors = new Map<string, HostTensor>();
+  if (!header || typeof header !== 'object' || Array.isArray(header))
+    throw new Error('the safetensors header is not a JSON object');
   const { __metadata__: metadata = {}, ...entries } = header as Record<string, never>;
-  for (const [name, { dtype, shape, data_offsets: offsets }] of Object.entries(entries) as [string, Record<string, unknown>][]) {
-    if (typeof dtype !== 'string' || !(dtype in BYTES)) throw new Error(`tensor "${name}" has dtype ${dtype}; expected F32, F16 or BF16`);
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw new Error(`tensor "${name}" has an invalid shape`);
-    const size = shape.reduce((a: number, b: number) => a * b, 1);
-    const [begin, end] = Array.isArray(offsets) ? offsets : [];
-    if (!Number.isInteger(begin) || !Number.isInteger(end) || begin < 0 || end > body.length || end - begin !== size * BYTES[dtype]) {
-      throw new Error(`tensor "${name}" has data offsets ${JSON.stringify(offsets)} outside the ${body.length}-byte data section or not matching its ${dtype} shape [${shape}]`);
-    }
-    tensors.set(name, { shape, data: toFloat32(new Uint8Array(body.subarray(begin, end)), dtype) }); // a copy, 4-byte aligned
-  }
-  return { tensors, metadata };
+  const tensors = new Map<string, HostTensor>(Object.entries(entries as Record<string, Entry>)
+    .map(([name, entry]) => [name, readTensor(name, entry, bytes.subarray(8 + n))]));
+  return { tensors, metadata: metadata as Record<string, string> };
+}
+
+/** One tensor of the data section, checked against its header entry; a 4-byte aligned copy. */
+function readTensor(name: string, { dtype, shape, data_offsets }: Entry, body: Uint8Array) {
+  if (typeof dtype !== 'string' || !(dtype in BYTES))
+    throw new Error(`tensor "${name}" has dtype ${dtype}; expected F32, F16 or BF16`);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0))
+    throw new Error(`tensor "${name}" has an invalid shape`);
+  const [begin, end] = Array.isArray(data_offsets) ? data_offsets : [];
+  const size = shape.reduce((a: number, b: number) => a * b, 1) * BYTES[dtype]; // in bytes
+  const inside = [begin, end].every(Number.isInteger) && begin >= 0 && end <= body.length;
+  if (!inside || end - begin !== size) throw new Error(`tensor "${name}" has data offsets `
+    + `${JSON.stringify(data_offsets)} outside the ${body.length}-byte data section or not `
+    + `matching its ${dtype} shape [${shape}]`);
+  return { shape, data: toFloat32(new Uint8Array(body.subarray(begin, end)), dtype) };
 }
 
 function toFloat32(raw: Uint8Array, dtype: string): Float32Array {
@@ -48,22 +59,26 @@ function toFloat32(raw: Uint8Array, dtype: string): Float32Array {
 }
 
 /** Serialises float32 tensors as safetensors (names sorted, data 8-byte aligned). */
-export function writeSafetensors(tensors: Record<string, HostTensor>, metadata: Record<string, string> = {}): Uint8Array {
+export function writeSafetensors(tensors: Record<string, HostTensor>,
+  metadata: Record<string, string> = {}): Uint8Array {
   const names = Object.keys(tensors).sort();
   const offsets = [0];
-  const header: Record<string, unknown> = Object.keys(metadata).length ? { __metadata__: metadata } : {};
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
   names.forEach((name, i) => {
     offsets.push(offsets[i] + tensors[name].data.byteLength);
-    header[name] = { dtype: 'F32', shape: tensors[name].shape, data_offsets: [offsets[i], offsets[i + 1]] };
+    const data_offsets = [offsets[i], offsets[i + 1]];
+    header[name] = { dtype: 'F32', shape: tensors[name].shape, data_offsets };
   });
-  const json = JSON.stringify(header);
-  const headerBytes = new TextEncoder().encode(json + ' '.repeat((8 - (json.length % 8)) % 8)); // data 8-byte aligned
-  const out = new Uint8Array(8 + headerBytes.length + offsets[names.length]);
+  const json = JSON.stringify(header); // padded with spaces so that the data is 8-byte aligned
+  const headerBytes = new TextEncoder().encode(json.padEnd(Math.ceil(json.length / 8) * 8));
+  const start = 8 + headerBytes.length;
+  const out = new Uint8Array(start + offsets[names.length]);
   new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);
   names.forEach((name, i) => {
     const { data } = tensors[name];
-    out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 8 + headerBytes.length + offsets[i]);
+    out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), start + offsets[i]);
   });
   return out;
 }
@@ -71,37 +86,44 @@ export function writeSafetensors(tensors: Record<string, HostTensor>, metadata: 
 /** The UNet's config, read from the shapes in a checkpoint of the paper's model. */
 export function inferConfig(tensors: Map<string, HostTensor>): UNetConfig {
   const first = tensors.get('down_block1.weight')?.shape;
-  if (!first || first.length !== 4) throw new Error('missing tensor "down_block1.weight": not a checkpoint of the paper\'s UNet');
-  return { channels: first[0], imageChannels: first[1], classes: tensors.get('class_emb.weight')?.shape[0] ?? null };
+  if (!first || first.length !== 4)
+    throw new Error('missing tensor "down_block1.weight": not a checkpoint of the paper\'s UNet');
+  const classes = tensors.get('class_emb.weight')?.shape[0] ?? null;
+  return { channels: first[0], imageChannels: first[1], classes };
 }
 
 /** Checks names, shapes and values of a checkpoint against the UNet it should hold. */
 function checkTensors(tensors: Map<string, HostTensor>, shapes: Record<string, number[]>) {
-  const list = (names: string[]) => names.map((m) => `"${m}"`).join(', ');
+  const list = (names: string[]) =>
+    `tensor${names.length > 1 ? 's' : ''} ${names.map((m) => `"${m}"`).join(', ')}`;
   const missing = Object.keys(shapes).filter((name) => !tensors.has(name));
-  if (missing.length) throw new Error(`missing tensor${missing.length > 1 ? 's' : ''} ${list(missing)}`);
+  if (missing.length) throw new Error(`missing ${list(missing)}`);
   const extra = [...tensors.keys()].filter((name) => !(name in shapes));
-  if (extra.length) throw new Error(`unexpected tensor${extra.length > 1 ? 's' : ''} ${list(extra)} for this UNet`);
+  if (extra.length) throw new Error(`unexpected ${list(extra)} for this UNet`);
   for (const [name, shape] of Object.entries(shapes)) {
     const { shape: got, data } = tensors.get(name)!;
-    if (got.join() !== shape.join()) throw new Error(`tensor "${name}" has shape [${got}]; expected [${shape}]`);
-    if (!data.every(Number.isFinite)) throw new Error(`tensor "${name}" contains NaN or infinite values`);
+    if (got.join() !== shape.join())
+      throw new Error(`tensor "${name}" has shape [${got}]; expected [${shape}]`);
+    if (!data.every(Number.isFinite))
+      throw new Error(`tensor "${name}" contains NaN or infinite values`);
   }
 }
 
 // #region load-unet
-/** Loads a UNet from safetensors bytes (the paper's state_dict names), checked, in tfjs layouts. */
-export function loadUNet(bytes: Uint8Array, expected?: UNetConfig): { config: UNetConfig; params: Params } {
-  const { tensors } = readSafetensors(bytes);
+/** Loads a UNet from safetensors bytes (the paper's state_dict names), checked, in tfjs layouts;
+ *  with the file's metadata ({} if none). */
+export function loadUNet(bytes: Uint8Array, expected?: UNetConfig) {
+  const { tensors, metadata } = readSafetensors(bytes);
   const config = expected ?? inferConfig(tensors);
   checkTensors(tensors, torchShapes(config));
-  const params = [...tensors].map(([name, { shape, data }]) => [name, tf.tidy(() => toTfLayout(name, tf.tensor(data, shape)))]);
-  return { config, params: Object.fromEntries(params) };
+  const params: Params = Object.fromEntries([...tensors].map(([name, { shape, data }]) =>
+    [name, tf.tidy(() => toTfLayout(name, tf.tensor(data, shape)))]));
+  return { config, params, metadata };
 }
 // #endregion
 
 /** Saves a UNet as safetensors in the PyTorch layout. */
-export async function saveUNet(params: Params, metadata: Record<string, string> = {}): Promise<Uint8Array> {
+export async function saveUNet(params: Params, metadata: Record<string, string> = {}) {
   const host: Record<string, HostTensor> = {};
   for (const [name, t] of Object.entries(params)) {
     const torch = toTorchLayout(name, t);

@@ -1,18 +1,21 @@
-// Backend set-up in the browser: webgpu, webgl, wasm, cpu in that order, each backend's code loaded only
-// when it is tried. `?backend=NAME` forces one. A software WebGPU adapter or WebGL renderer (SwiftShader,
-// lavapipe, llvmpipe) is far slower than wasm, so it is skipped unless forced. The Node version is ./node.ts.
+// Backend set-up in the browser: webgpu, webgl, wasm, cpu in that order, each backend's code
+// loaded only when it is tried. `?backend=NAME` forces one. A software WebGPU adapter or WebGL
+// renderer (SwiftShader, lavapipe, llvmpipe) is far slower than wasm, so it is skipped unless
+// forced. The Node version is ./node.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import { registerWasmConvGrad } from './wasm-conv-grad';
 
 export type BrowserBackend = 'webgpu' | 'webgl' | 'wasm' | 'cpu';
 export const BACKEND_ORDER: BrowserBackend[] = ['webgpu', 'webgl', 'wasm', 'cpu'];
 
-/** The backend named by `?backend=NAME`, or null; an unknown name is an error that lists the known ones. */
+/** The backend named by `?backend=NAME`, or null; an unknown name is an error that lists the
+ * known ones. */
 export function forcedBackend(search: string): BrowserBackend | null {
   const name = new URLSearchParams(search).get('backend');
   if (name === null || name === '') return null;
   if (!BACKEND_ORDER.includes(name as BrowserBackend)) {
-    throw new Error(`?backend=${name} is not a backend: expected one of ${BACKEND_ORDER.join(', ')}`);
+    const known = BACKEND_ORDER.join(', ');
+    throw new Error(`?backend=${name} is not a backend: expected one of ${known}`);
   }
   return name as BrowserBackend;
 }
@@ -26,25 +29,31 @@ interface AdapterLike {
   requestAdapterInfo?: () => Promise<Record<string, unknown>>; // Chrome before 127
 }
 
-/** True for a CPU-emulated WebGPU adapter: it says it is a fallback, or its vendor/architecture/description names one. */
+/** True for a CPU-emulated WebGPU adapter: it says it is a fallback, or its vendor, architecture
+ * or description names one. */
 export function isSoftwareAdapter(adapter: AdapterLike): boolean {
   const info = adapter.info ?? {};
   if (adapter.isFallbackAdapter || info.isFallbackAdapter) return true;
-  const text = ['vendor', 'architecture', 'device', 'description'].map((k) => String(info[k] ?? '')).join(' ');
+  const text = ['vendor', 'architecture', 'device', 'description']
+    .map((k) => String(info[k] ?? '')).join(' ');
   return SOFTWARE.test(text);
 }
 
-/** Why webgl should not be chosen here: no WebGL 2, or (unless forced) a software renderer; null if it is fine. */
+/** Why webgl should not be chosen here: no WebGL 2, or (unless forced) a software renderer; null
+ * if it is fine. */
 function webglProblem(forced: boolean): string | null {
   const gl = document.createElement('canvas').getContext('webgl2');
   if (!gl) return 'this browser has no WebGL 2';
   const debug = gl.getExtension('WEBGL_debug_renderer_info');
-  const renderer = String(gl.getParameter(debug ? debug.UNMASKED_RENDERER_WEBGL : gl.RENDERER) ?? '');
+  const name = debug ? debug.UNMASKED_RENDERER_WEBGL : gl.RENDERER;
+  const renderer = String(gl.getParameter(name) ?? '');
   gl.getExtension('WEBGL_lose_context')?.loseContext();
-  return !forced && SOFTWARE.test(renderer) ? `the WebGL renderer is a software one (${renderer}), slower than wasm` : null;
+  if (forced || !SOFTWARE.test(renderer)) return null;
+  return `the WebGL renderer is a software one (${renderer}), slower than wasm`;
 }
 
-/** Why webgpu cannot be used here, or null when a hardware adapter (or, if forced, any adapter) exists. */
+/** Why webgpu cannot be used here, or null when a hardware adapter (or, if forced, any adapter)
+ * exists. */
 async function webgpuProblem(forced: boolean): Promise<string | null> {
   const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
   if (!gpu) return 'this browser has no WebGPU (navigator.gpu is missing)';
@@ -84,7 +93,8 @@ async function trySetBackend(name: BrowserBackend, forced: boolean): Promise<str
   }
 }
 
-/** Sets the first backend that works (or the forced one) and returns its name; throws with every reason if none does. */
+/** Sets the first backend that works (or the forced one) and returns its name; throws with every
+ * reason if none does. */
 export async function initBrowserBackend(forced: BrowserBackend | null): Promise<BrowserBackend> {
   const reasons: string[] = [];
   for (const name of forced ? [forced] : BACKEND_ORDER) {
@@ -92,5 +102,6 @@ export async function initBrowserBackend(forced: BrowserBackend | null): Promise
     if (!problem) return name;
     reasons.push(`${name}: ${problem}`);
   }
-  throw new Error(forced ? `the forced backend failed: ${reasons[0]}` : `no tfjs backend works here (${reasons.join('; ')})`);
+  if (forced) throw new Error(`the forced backend failed: ${reasons[0]}`);
+  throw new Error(`no tfjs backend works here (${reasons.join('; ')})`);
 }

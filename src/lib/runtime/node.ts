@@ -5,14 +5,19 @@ import { registerWasmConvGrad } from './wasm-conv-grad';
 export type NodeBackend = 'wasm' | 'cpu' | 'webgpu';
 export const NODE_BACKENDS: NodeBackend[] = ['wasm', 'cpu', 'webgpu'];
 
-/** Picks a Vulkan driver for Dawn on a machine without a GPU: Mesa lavapipe if present, else Chromium's SwiftShader. */
+/** Picks a Vulkan driver for Dawn on a machine without a GPU: Mesa lavapipe if present, else
+ * Chromium's SwiftShader. */
 function chooseSoftwareVulkan(exists: (p: string) => boolean) {
   if (process.env.VK_ICD_FILENAMES) return;
-  const icd = ['/usr/share/vulkan/icd.d/lvp_icd.json', '/usr/lib/chromium/vk_swiftshader_icd.json'].find(exists);
+  const drivers = [
+    '/usr/share/vulkan/icd.d/lvp_icd.json', '/usr/lib/chromium/vk_swiftshader_icd.json',
+  ];
+  const icd = drivers.find(exists);
   if (icd) process.env.VK_ICD_FILENAMES = icd;
 }
 
-/** tfjs-core registers no gradients by itself; its ES module that does needs a resolve hook in Node. */
+/** tfjs-core registers no gradients by itself; its ES module that does needs a resolve hook in
+ * Node. */
 async function registerGradients() {
   if (tf.getGradient('Mean')) return;
   const { register } = await import('node:module');
@@ -22,14 +27,18 @@ async function registerGradients() {
 
 let gpuName: string | null = null;
 
-/** The GPU that Dawn runs on (its adapter's vendor, architecture and description), or null before webgpu is set up. */
+/** The GPU that Dawn runs on (its adapter's vendor, architecture and description), or null
+ * before webgpu is set up. */
 export function nodeGpuName(): string | null {
   return gpuName;
 }
 
-/** Sets a tfjs backend in Node, with gradients for training; webgpu goes through Dawn (the `webgpu` package). */
+/** Sets a tfjs backend in Node, with gradients for training; webgpu goes through Dawn (the
+ * `webgpu` package). */
 export async function useNodeBackend(name: NodeBackend): Promise<void> {
-  if (!NODE_BACKENDS.includes(name)) throw new Error(`unknown backend "${name}": expected one of ${NODE_BACKENDS.join(', ')}`);
+  if (!NODE_BACKENDS.includes(name)) {
+    throw new Error(`unknown backend "${name}": expected one of ${NODE_BACKENDS.join(', ')}`);
+  }
   await registerGradients();
   if (name === 'wasm') {
     await import('@tensorflow/tfjs-backend-wasm');
@@ -42,9 +51,11 @@ export async function useNodeBackend(name: NodeBackend): Promise<void> {
     const { create, globals } = await import('webgpu');
     Object.assign(globalThis, globals);
     const gpu = create([]);
-    Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
+    Object.defineProperty(globalThis, 'navigator',
+      { value: { gpu }, configurable: true, writable: true });
     const info = (await gpu.requestAdapter())?.info;
-    gpuName = [info?.vendor, info?.architecture, info?.description && `(${info.description})`].filter(Boolean).join(' ') || null;
+    const parts = [info?.vendor, info?.architecture, info?.description && `(${info.description})`];
+    gpuName = parts.filter(Boolean).join(' ') || null;
     await import('@tensorflow/tfjs-backend-webgpu');
   }
   if (!(await tf.setBackend(name))) throw new Error(`the ${name} backend could not be initialised`);

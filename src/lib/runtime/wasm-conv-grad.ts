@@ -1,44 +1,53 @@
-// Conv2D gradients for tfjs-backend-wasm 4.22, which has no Conv2DBackpropFilter kernel (training fails with
-// "Kernel 'Conv2DBackpropFilter' not registered") and a Conv2DBackpropInput ~10x slower than its forward conv.
-// Both are rewritten here as forward convolutions, which wasm runs through XNNPACK:
-//   dW = x (*) dy : a conv over the batch, x as [Ci, H, W, B] images, dy as an [OH, OW, B, Co] filter dilated by the stride
-//   dX = dy (*) W : dy dilated by the stride, "full" padding, the filter flipped in space with in/out channels swapped
+// Conv2D gradients for tfjs-backend-wasm 4.22, which has no Conv2DBackpropFilter kernel (training
+// fails with "Kernel 'Conv2DBackpropFilter' not registered") and a Conv2DBackpropInput ~10x slower
+// than its forward conv. Both are rewritten here as forward convolutions, which wasm runs through
+// XNNPACK:
+//   dW = x (*) dy : a conv over the batch, x as [Ci, H, W, B] images, dy as an [OH, OW, B, Co]
+//                   filter dilated by the stride
+//   dX = dy (*) W : dy dilated by the stride, "full" padding, the filter flipped in space with
+//                   in/out channels swapped
 import * as tf from '@tensorflow/tfjs-core';
 
 type Attrs = {
-  strides: [number, number] | number; pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  strides: [number, number] | number;
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
   dataFormat: 'NHWC' | 'NCHW'; dimRoundingMode?: 'floor' | 'round' | 'ceil';
   filterShape?: [number, number, number, number]; inputShape?: [number, number, number, number];
 };
 type Backend = tf.KernelBackend & { incRef(id: tf.DataId): void };
 type Args = { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap; backend: Backend };
 
-/** Wraps a kernel input as a Tensor that holds its own reference, so that disposing it leaves the input alive. */
+/** Wraps a kernel input as a Tensor that holds its own reference, so that disposing it leaves the
+ * input alive. */
 function asTensor(info: tf.TensorInfo, backend: Backend) {
   backend.incRef(info.dataId);
   return tf.engine().makeTensorFromTensorInfo(info, backend) as tf.Tensor4D;
 }
 
-/** Inserts s-1 zeros between neighbours along H and W: [B, OH, OW, C] -> [B, (OH-1)sh+1, (OW-1)sw+1, C]. */
+/** Inserts s-1 zeros between neighbours along H and W:
+ * [B, OH, OW, C] -> [B, (OH-1)sh+1, (OW-1)sw+1, C]. */
 function dilate(y: tf.Tensor4D, sh: number, sw: number): tf.Tensor4D {
   const [B, OH, OW, C] = y.shape;
   if (sw > 1) {
     const cols = tf.reshape(y, [B * OH, OW, 1, C]);
     const spread = tf.concat([cols, tf.zeros([B * OH, OW, sw - 1, C])], 2);
-    y = tf.slice(tf.reshape(spread, [B, OH, OW * sw, C]), 0, [B, OH, (OW - 1) * sw + 1, C]) as tf.Tensor4D;
+    const wide = tf.reshape(spread, [B, OH, OW * sw, C]);
+    y = tf.slice(wide, 0, [B, OH, (OW - 1) * sw + 1, C]) as tf.Tensor4D;
   }
   if (sh > 1) {
     const W = y.shape[2];
     const rows = tf.reshape(y, [B, OH, 1, W * C]);
     const spread = tf.concat([rows, tf.zeros([B, OH, sh - 1, W * C])], 2);
-    y = tf.slice(tf.reshape(spread, [B, OH * sh, W, C]), 0, [B, (OH - 1) * sh + 1, W, C]) as tf.Tensor4D;
+    const tall = tf.reshape(spread, [B, OH * sh, W, C]);
+    y = tf.slice(tall, 0, [B, (OH - 1) * sh + 1, W, C]) as tf.Tensor4D;
   }
   return y;
 }
 
 function convInfo(xShape: number[], filterShape: number[], a: Attrs) {
   if (a.dataFormat === 'NCHW') throw new Error('the wasm conv gradients support NHWC only');
-  return tf.backend_util.computeConv2DInfo(xShape as [number, number, number, number], filterShape as [number, number, number, number],
+  type Shape4 = [number, number, number, number];
+  return tf.backend_util.computeConv2DInfo(xShape as Shape4, filterShape as Shape4,
     a.strides, 1, a.pad, a.dimRoundingMode);
 }
 
@@ -49,14 +58,19 @@ function conv2dBackpropFilter({ inputs, attrs, backend }: Args) {
   const { top, left } = info.padInfo;
   const [, H, W] = x.shape;
   const [KH, KW] = a.filterShape!;
-  const bottom = KH + (info.outHeight - 1) * info.strideHeight - H - top; // makes the output exactly KH x KW
+  // padding that makes the output exactly KH x KW
+  const bottom = KH + (info.outHeight - 1) * info.strideHeight - H - top;
   const right = KW + (info.outWidth - 1) * info.strideWidth - W - left;
   const dW = tf.tidy(() => {
     let images = tf.transpose(x, [3, 1, 2, 0]); // [Ci, H, W, B]
-    if (bottom < 0 || right < 0) images = tf.slice(images, 0, [-1, H + Math.min(bottom, 0), W + Math.min(right, 0), -1]);
+    if (bottom < 0 || right < 0) {
+      images = tf.slice(images, 0, [-1, H + Math.min(bottom, 0), W + Math.min(right, 0), -1]);
+    }
     const filter = tf.transpose(dy, [1, 2, 0, 3]); // [OH, OW, B, Co]
-    const padding: tf.backend_util.ExplicitPadding = [[0, 0], [top, Math.max(bottom, 0)], [left, Math.max(right, 0)], [0, 0]];
-    const out = tf.conv2d(images, filter, 1, padding, 'NHWC', [info.strideHeight, info.strideWidth]); // [Ci, KH, KW, Co]
+    const padding: tf.backend_util.ExplicitPadding =
+      [[0, 0], [top, Math.max(bottom, 0)], [left, Math.max(right, 0)], [0, 0]];
+    const dilation: [number, number] = [info.strideHeight, info.strideWidth];
+    const out = tf.conv2d(images, filter, 1, padding, 'NHWC', dilation); // [Ci, KH, KW, Co]
     return tf.transpose(out, [1, 2, 0, 3]); // [KH, KW, Ci, Co]
   });
   tf.dispose([x, dy]);
@@ -72,8 +86,11 @@ function conv2dBackpropInput({ inputs, attrs, backend }: Args) {
   const dX = tf.tidy(() => {
     const d = dilate(dy, info.strideHeight, info.strideWidth);
     const [pt, pl] = [KH - 1 - info.padInfo.top, KW - 1 - info.padInfo.left];
-    if (pt < 0 || pl < 0) throw new Error('the wasm conv input gradient supports padding up to kernel size - 1');
-    const padding: tf.backend_util.ExplicitPadding = [[0, 0], [pt, H + KH - 1 - d.shape[1] - pt], [pl, W + KW - 1 - d.shape[2] - pl], [0, 0]];
+    if (pt < 0 || pl < 0) {
+      throw new Error('the wasm conv input gradient supports padding up to kernel size - 1');
+    }
+    const padding: tf.backend_util.ExplicitPadding =
+      [[0, 0], [pt, H + KH - 1 - d.shape[1] - pt], [pl, W + KW - 1 - d.shape[2] - pl], [0, 0]];
     const flipped = tf.transpose(tf.reverse(filter, [0, 1]), [0, 1, 3, 2]); // [KH, KW, Co, Ci]
     return tf.conv2d(d, flipped as tf.Tensor4D, 1, padding);
   });
@@ -81,12 +98,17 @@ function conv2dBackpropInput({ inputs, attrs, backend }: Args) {
   return dX;
 }
 
-/** Registers both gradients for the wasm backend (once); safe to call before or after the backend is set. */
+/** Registers both gradients for the wasm backend (once); safe to call before or after the backend
+ * is set. */
 export function registerWasmConvGrad() {
-  for (const [kernelName, kernelFunc] of [['Conv2DBackpropFilter', conv2dBackpropFilter], ['Conv2DBackpropInput', conv2dBackpropInput]] as const) {
+  const kernels = [
+    ['Conv2DBackpropFilter', conv2dBackpropFilter], ['Conv2DBackpropInput', conv2dBackpropInput],
+  ] as const;
+  for (const [kernelName, kernelFunc] of kernels) {
     const existing = tf.getKernel(kernelName, 'wasm');
     if (existing?.kernelFunc === (kernelFunc as unknown)) continue;
     if (existing) tf.unregisterKernel(kernelName, 'wasm');
-    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+    tf.registerKernel(
+      { kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
   }
 }

@@ -5,7 +5,8 @@ function mark(target: EventTarget | null, on: boolean) {
   const el = target instanceof Element ? target.closest<HTMLElement>('[data-sym]') : null;
   if (!el) return;
   const primary = el.dataset.sym!.split(' ')[0];
-  scope(el).querySelectorAll(`[data-sym~="${primary}"]`).forEach((s) => s.classList.toggle('sym-on', on));
+  scope(el).querySelectorAll(`[data-sym~="${primary}"]`)
+    .forEach((s) => s.classList.toggle('sym-on', on));
 }
 
 document.addEventListener('pointerover', (e) => mark(e.target, true));
@@ -15,7 +16,8 @@ document.addEventListener('focusout', (e) => mark(e.target, false));
 document.querySelectorAll<HTMLElement>('.katex [data-sym]').forEach((s) => (s.tabIndex = 0));
 
 document.addEventListener('click', async (e) => {
-  const button = e.target instanceof Element ? e.target.closest<HTMLButtonElement>('[data-copy]') : null;
+  const target = e.target instanceof Element ? e.target : null;
+  const button = target?.closest<HTMLButtonElement>('[data-copy]');
   const pane = button?.closest('figure')?.querySelector('[data-region]');
   if (!button || !pane) return;
   const text = [...pane.querySelectorAll('.line')].map((l) => l.textContent).join('\n');

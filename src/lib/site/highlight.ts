@@ -1,69 +1,65 @@
 // Shiki highlighting for the code panes, done at build time. Two changes to Shiki's HTML:
-// identifiers that compute a symbol get data-sym (see ./symbols.ts), and lines are block
-// elements without "\n" text nodes between them, so wrapped lines keep a hanging indent.
-import { codeToHtml, type ShikiTransformer } from 'shiki';
-import type { Element, ElementContent } from 'hast';
+// identifiers that compute a symbol get data-sym (see ./symbols.ts), and lines are block elements
+// without "\n" text nodes between them. Shiki's own TextMate scopes say what is code: identifiers
+// in comments and strings are left alone, those in a template's ${...} are code.
+import { codeToHtml, type ShikiTransformer, type ThemedToken } from 'shiki';
+import type { ElementContent } from 'hast';
 import { SYMBOLS } from './symbols';
-
-/** [start, end) offsets of comments and string literals, where identifiers are not code. */
-export function nonCodeRanges(code: string): [number, number][] {
-  const ranges: [number, number][] = [];
-  let i = 0;
-  while (i < code.length) {
-    const two = code.slice(i, i + 2);
-    if (two === '//' || two === '/*') {
-      const end = two === '//' ? code.indexOf('\n', i) : code.indexOf('*/', i + 2) + 2;
-      const stop = end <= 1 || end === -1 ? code.length : end;
-      ranges.push([i, stop]);
-      i = stop;
-    } else if (code[i] === "'" || code[i] === '"' || code[i] === '`') {
-      const quote = code[i];
-      let j = i + 1;
-      while (j < code.length && code[j] !== quote) j += code[j] === '\\' ? 2 : 1;
-      // identifiers inside template substitutions are code; keep it simple and treat `${...}` as code
-      if (quote === '`') {
-        let k = i + 1;
-        let from = i;
-        while (k < j) {
-          if (code[k] === '$' && code[k + 1] === '{') {
-            ranges.push([from, k + 2]);
-            const close = code.indexOf('}', k);
-            k = from = close === -1 ? j : close;
-          }
-          k++;
-        }
-        ranges.push([from, j + 1]);
-      } else ranges.push([i, j + 1]);
-      i = j + 1;
-    } else i++;
-  }
-  return ranges;
-}
 
 const IDENT = /[A-Za-z_$][\w$]*/g;
 
-function symbolTransformer(code: string, symbols: Record<string, string>): ShikiTransformer {
-  const skip = nonCodeRanges(code);
-  const inSkip = (at: number) => skip.some(([a, b]) => at >= a && at < b);
+/** Whether a piece of a token is code, from its TextMate scopes (outermost first). */
+export function isCode(scopes: readonly string[]): boolean {
+  let code = true;
+  for (const scope of scopes) {
+    if (scope.startsWith('comment') || scope.startsWith('string')) code = false;
+    else if (scope.startsWith('meta.template.expression')) code = true;
+  }
+  return code;
+}
+
+/**
+ * [start, end) offsets within a token's text of the identifiers that are code. A token is one or
+ * more pieces of the grammar in order, each with its scopes (whitespace between may be left out).
+ */
+function codeIdentifiers(token: ThemedToken): [number, number][] {
+  const out: [number, number][] = [];
+  let at = 0;
+  for (const piece of token.explanation ?? []) {
+    const start = token.content.indexOf(piece.content, at);
+    if (start < 0) break;
+    if (isCode(piece.scopes.map((s) => s.scopeName))) {
+      for (const m of piece.content.matchAll(IDENT)) {
+        out.push([start + m.index, start + m.index + m[0].length]);
+      }
+    }
+    at = start + piece.content.length;
+  }
+  return out;
+}
+
+function symbolTransformer(symbols: Record<string, string>): ShikiTransformer {
   return {
     name: 'diffusion-executed:symbols',
     span(node, _line, _col, _lineElement, token) {
-      const text = node.children.length === 1 && node.children[0].type === 'text' ? node.children[0].value : null;
-      if (text === null || inSkip(token.offset)) return;
+      const only = node.children.length === 1 ? node.children[0] : null;
+      if (only?.type !== 'text') return;
+      const text = only.value;
       const parts: ElementContent[] = [];
       let last = 0;
-      for (const m of text.matchAll(IDENT)) {
-        const sym = Object.hasOwn(symbols, m[0]) ? symbols[m[0]] : undefined;
+      for (const [start, end] of codeIdentifiers(token)) {
+        const name = text.slice(start, end);
         // a property key before ':' or a member after '.' named like a symbol still computes it
-        if (!sym) continue;
-        if (m.index! > last) parts.push({ type: 'text', value: text.slice(last, m.index) });
-        parts.push({ type: 'element', tagName: 'span', properties: { dataSym: sym }, children: [{ type: 'text', value: m[0] }] });
-        last = m.index! + m[0].length;
+        if (!Object.hasOwn(symbols, name)) continue;
+        if (start > last) parts.push({ type: 'text', value: text.slice(last, start) });
+        parts.push({ type: 'element', tagName: 'span', properties: { dataSym: symbols[name] },
+          children: [{ type: 'text', value: name }] });
+        last = end;
       }
       if (!parts.length) return;
       if (last < text.length) parts.push({ type: 'text', value: text.slice(last) });
       if (parts.length === 1 && parts[0].type === 'element') {
-        node.properties.dataSym = (parts[0] as Element).properties.dataSym;
+        node.properties.dataSym = parts[0].properties.dataSym;
         return;
       }
       node.children = parts;
@@ -74,12 +70,16 @@ function symbolTransformer(code: string, symbols: Record<string, string>): Shiki
   };
 }
 
-/** Highlighted HTML of TypeScript `code`: a <pre class="shiki"> whose .line elements hold the lines. */
-export async function highlightTs(code: string, symbols: Record<string, string> = SYMBOLS): Promise<string> {
+/**
+ * Highlighted HTML of TypeScript `code`: a <pre class="shiki"> whose .line elements hold the
+ * lines, identifiers tagged by `symbols` (a region's table: symbolsFor(ref)).
+ */
+export async function highlightTs(code: string, symbols: Record<string, string> = SYMBOLS) {
   return codeToHtml(code, {
     lang: 'ts',
     themes: { light: 'github-light', dark: 'github-dark' },
     defaultColor: 'light',
-    transformers: [symbolTransformer(code, symbols)],
+    includeExplanation: true,
+    transformers: [symbolTransformer(symbols)],
   });
 }

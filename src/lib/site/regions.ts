@@ -4,9 +4,13 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 
-/** src/lib/diffusion: next to this file when run from source (vitest, tsx), else under the project root (astro build bundles this file). */
+/**
+ * src/lib/diffusion: next to this file when run from source (vitest, tsx), else under the project
+ * root (astro build bundles this file).
+ */
 const besideThisFile = fileURLToPath(new URL('../diffusion/', import.meta.url));
-export const LIBRARY_DIR = existsSync(join(besideThisFile, 'index.ts')) ? besideThisFile : join(process.cwd(), 'src/lib/diffusion');
+export const LIBRARY_DIR = existsSync(join(besideThisFile, 'index.ts')) ? besideThisFile
+  : join(process.cwd(), 'src/lib/diffusion');
 
 export interface Region {
   file: string; // relative to src/lib/diffusion, e.g. "forward.ts"
@@ -34,17 +38,25 @@ export function parseRegions(file: string, source: string): Region[] {
   lines.forEach((line, i) => {
     const start = line.match(START);
     if (start) {
-      if (open) throw new Error(`${file}:${i + 1}: region "${start[1]}" starts inside region "${open.name}"; nested regions are not supported`);
+      if (open) {
+        throw new Error(`${file}:${i + 1}: region "${start[1]}" starts inside region `
+          + `"${open.name}"; nested regions are not supported`);
+      }
       open = { name: start[1], start: i + 1 };
     } else if (END.test(line)) {
       if (!open) throw new Error(`${file}:${i + 1}: #endregion without a matching #region`);
-      const body = dedent(lines.slice(open.start, i));
-      if (regions.some((r) => r.name === open!.name)) throw new Error(`${file}: region "${open.name}" is defined twice`);
-      regions.push({ file, name: open.name, ref: `${file}#${open.name}`, code: body.join('\n').replace(/\s+$/, ''), startLine: open.start + 1 });
+      const { name } = open;
+      if (regions.some((r) => r.name === name)) {
+        throw new Error(`${file}: region "${name}" is defined twice`);
+      }
+      const code = dedent(lines.slice(open.start, i)).join('\n').replace(/\s+$/, '');
+      regions.push({ file, name, ref: `${file}#${name}`, code, startLine: open.start + 1 });
       open = null;
     }
   });
-  if (open) throw new Error(`${file}: region "${(open as { name: string }).name}" has no // #endregion`);
+  if (open) {
+    throw new Error(`${file}: region "${(open as { name: string }).name}" has no // #endregion`);
+  }
   return regions;
 }
 
@@ -60,7 +72,10 @@ export function listRegions(dir = LIBRARY_DIR): Region[] {
  */
 export function getRegion(ref: string, where = 'a page', dir = LIBRARY_DIR): Region {
   const m = /^([\w./-]+\.ts)#([\w-]+)$/.exec(ref);
-  if (!m) throw new Error(`${where} names region "${ref}"; expected "FILE#REGION" with FILE relative to src/lib/diffusion, e.g. "forward.ts#q-sample"`);
+  if (!m) {
+    throw new Error(`${where} names region "${ref}"; expected "FILE#REGION" with FILE relative `
+      + 'to src/lib/diffusion, e.g. "forward.ts#q-sample"');
+  }
   const [, file, name] = m;
   let source: string;
   try {
@@ -71,7 +86,9 @@ export function getRegion(ref: string, where = 'a page', dir = LIBRARY_DIR): Reg
   const regions = parseRegions(file, source);
   const region = regions.find((r) => r.name === name);
   if (!region) {
-    throw new Error(`${where} names region "${ref}", which does not exist: src/lib/diffusion/${file} has ${regions.map((r) => `"${r.name}"`).join(', ') || 'no regions'}`);
+    const has = regions.map((r) => `"${r.name}"`).join(', ') || 'no regions';
+    throw new Error(`${where} names region "${ref}", which does not exist: `
+      + `src/lib/diffusion/${file} has ${has}`);
   }
   return region;
 }

@@ -1,13 +1,15 @@
-// The part of every run-this-cell island that loads with the page: it wires the Run and Cancel buttons,
-// the state attributes the tests read, progress, elapsed time and error messages. It imports no tfjs:
-// the cell's own code (and with it tfjs and the library) is a dynamic import made on the first Run.
+// The part of every run-this-cell island that loads with the page: it wires the Run and Cancel
+// buttons, the state attributes the tests read, progress, elapsed time and error messages. It
+// imports no tfjs: the cell's own code (and with it tfjs and the library) is a dynamic import made
+// on the first Run.
 
 /** What a cell's code gets for one run. */
 export interface CellContext {
   root: HTMLElement;
   signal: AbortSignal;
   seed: number;
-  /** `?cells=tiny`: the smallest settings (one image, a few steps, a random 32-channel model) for tests. */
+  /** `?cells=tiny`: the smallest settings (one image, a few steps, a random 32-channel model), for
+   * tests. */
   tiny: boolean;
   search: string;
   progress(step: number, steps: number, label?: string): void;
@@ -34,10 +36,12 @@ export type CellLoader = () => Promise<CellModule>;
 export function describeError(error: unknown, backend: string): string {
   const message = error instanceof Error ? error.message : String(error);
   if (/out of memory|OOM|allocation failed|Failed to allocate/i.test(message)) {
-    return `Out of memory on the ${backend || 'current'} backend: try fewer images or another backend (?backend=wasm). (${message})`;
+    return `Out of memory on the ${backend || 'current'} backend: try fewer images or another `
+      + `backend (?backend=wasm). (${message})`;
   }
   if (/webgpu/i.test(message) && /not available|no gpu|navigator\.gpu/i.test(message)) {
-    return `WebGPU is not available here: ${message}. Remove ?backend=webgpu to fall back to WebGL or wasm.`;
+    return `WebGPU is not available here: ${message}. `
+      + 'Remove ?backend=webgpu to fall back to WebGL or wasm.';
   }
   return message || 'the cell stopped without a message';
 }
@@ -83,7 +87,8 @@ function mountCell(root: HTMLElement, load: CellLoader) {
     controller = new AbortController();
     const started = performance.now();
     let progressLabel = 'loading tfjs and the model';
-    const tick = () => (progressText.textContent = `${progressLabel} · ${seconds(performance.now() - started)}`);
+    const elapsed = () => seconds(performance.now() - started);
+    const tick = () => (progressText.textContent = `${progressLabel} · ${elapsed()}`);
     const timer = setInterval(tick, 100);
     setState('running');
     errorBox.hidden = true;
@@ -128,9 +133,10 @@ function mountCell(root: HTMLElement, load: CellLoader) {
       setState('done');
       status.textContent = `Done in ${seconds(performance.now() - started)} (seed ${seed}).`;
     } catch (error) {
-      if (controller.signal.aborted || (error instanceof DOMException && error.name === 'AbortError')) {
+      const abort = error instanceof DOMException && error.name === 'AbortError';
+      if (controller.signal.aborted || abort) {
         setState('cancelled');
-        status.textContent = `Cancelled after ${seconds(performance.now() - started)} (${progressLabel}).`;
+        status.textContent = `Cancelled after ${elapsed()} (${progressLabel}).`;
       } else {
         console.error(error);
         setState('error');
@@ -140,7 +146,8 @@ function mountCell(root: HTMLElement, load: CellLoader) {
       }
     } finally {
       clearInterval(timer);
-      progressText.textContent = progressLabel === 'loading tfjs and the model' ? '' : progressLabel;
+      const loading = progressLabel === 'loading tfjs and the model';
+      progressText.textContent = loading ? '' : progressLabel;
       if (bar.max > 0 && !bar.hasAttribute('value')) bar.value = 0;
       controller = null;
       if (rerun) {

@@ -1,6 +1,7 @@
-// DDIM versus DDPM: the same x_T (both samplers draw it first from the seed), S DDIM steps with eta beside all T DDPM steps.
+// DDIM versus DDPM: the same x_T (both samplers draw it first from the seed), S DDIM steps with
+// eta beside all T DDPM steps.
 import * as tf from '@tensorflow/tfjs-core';
-import { ddimSample, ddpmSample, guidedEps } from '../../diffusion';
+import { ddimSample, ddpmSample, plainEps } from '../../diffusion';
 import type { CellContext } from './controller';
 import { drawImages } from './draw';
 import { siteModel, startEngine, yieldToPage } from './engine';
@@ -17,14 +18,18 @@ export async function run(ctx: CellContext) {
   const eta = ctx.number('eta');
   const batch = ctx.tiny ? 1 : 4;
   const shape: [number, number, number, number] = [batch, 28, 28, 1];
-  const eps = guidedEps(model.params, model.config);
-  tf.tidy(() => eps(tf.zeros(shape), 0)).dispose(); // compile the kernels once, so neither timing includes it
+  const eps = plainEps(model.params, model.config);
+  // compile the kernels once, so that neither timing includes it
+  tf.tidy(() => eps(tf.zeros(shape), 0)).dispose();
   const total = steps + T;
+  type OnStep = Parameters<typeof ddpmSample>[3]['onStep'];
+  const opts = { seed: ctx.seed, signal: ctx.signal };
   const sides = [
     { name: 'ddim', label: `DDIM, ${steps} steps, eta = ${eta}`, offset: 0,
-      sample: (onStep: Parameters<typeof ddpmSample>[3]['onStep']) => ddimSample(eps, model.schedule, shape, { seed: ctx.seed, signal: ctx.signal, steps, eta, onStep }) },
+      sample: (onStep: OnStep) =>
+        ddimSample(eps, model.schedule, shape, { ...opts, steps, eta, onStep }) },
     { name: 'ddpm', label: `DDPM, ${T} steps`, offset: steps,
-      sample: (onStep: Parameters<typeof ddpmSample>[3]['onStep']) => ddpmSample(eps, model.schedule, shape, { seed: ctx.seed, signal: ctx.signal, onStep }) },
+      sample: (onStep: OnStep) => ddpmSample(eps, model.schedule, shape, { ...opts, onStep }) },
   ];
   for (const side of sides) {
     const start = performance.now();

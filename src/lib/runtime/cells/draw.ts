@@ -1,7 +1,9 @@
 // Drawing on the cells' canvases, from plain arrays (read with `await tensor.data()` at the edge).
 
-/** Draws n NHWC images of h x w (1 or 3 channels) in a grid; values map from [lo, hi] to 0..255; 'auto' stretches each image. */
-export function drawImages(canvas: HTMLCanvasElement, data: ArrayLike<number>, n: number, h: number, w: number,
+/** Draws n NHWC images of h x w (1 or 3 channels) in a grid; values map from [lo, hi] to 0..255;
+ * 'auto' stretches each image. */
+export function drawImages(canvas: HTMLCanvasElement, data: ArrayLike<number>, n: number,
+  h: number, w: number,
   opts: { cols?: number; range?: [number, number] | 'auto'; gap?: number; channels?: 1 | 3 } = {}) {
   const c = opts.channels ?? 1;
   const cols = Math.min(opts.cols ?? n, n);
@@ -15,7 +17,10 @@ export function drawImages(canvas: HTMLCanvasElement, data: ArrayLike<number>, n
   for (let k = 0; k < n; k++) {
     let [lo, hi] = opts.range === 'auto' || !opts.range ? [Infinity, -Infinity] : opts.range;
     if (opts.range === 'auto' || !opts.range) {
-      for (let p = 0; p < h * w * c; p++) [lo, hi] = [Math.min(lo, data[k * h * w * c + p]), Math.max(hi, data[k * h * w * c + p])];
+      for (let p = 0; p < h * w * c; p++) {
+        const v = data[k * h * w * c + p];
+        [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
+      }
       if (hi - lo < 1e-12) hi = lo + 1;
     }
     const [ox, oy] = [(k % cols) * (w + gap), Math.floor(k / cols) * (h + gap)];
@@ -32,10 +37,14 @@ export function drawImages(canvas: HTMLCanvasElement, data: ArrayLike<number>, n
   ctx.putImageData(image, 0, 0);
 }
 
-export interface Series { label: string; values: ArrayLike<number>; color: string; dashed?: boolean }
+export interface Series {
+  label: string; values: ArrayLike<number>; color: string; dashed?: boolean;
+}
 
-/** A line chart of several series over x = 0..len-1, with a legend, optional log-y and a vertical marker. */
-export function drawCurves(canvas: HTMLCanvasElement, series: Series[], opts: { log?: boolean; marker?: number; title?: string } = {}) {
+/** A line chart of several series over x = 0..len-1, with a legend, optional log-y and a
+ * vertical marker. */
+export function drawCurves(canvas: HTMLCanvasElement, series: Series[],
+  opts: { log?: boolean; marker?: number; title?: string } = {}) {
   const ctx = canvas.getContext('2d')!;
   const [W, H] = [canvas.width, canvas.height];
   const pad = { l: 44, r: 8, t: 18, b: 18 };
@@ -53,7 +62,11 @@ export function drawCurves(canvas: HTMLCanvasElement, series: Series[], opts: { 
   ctx.strokeRect(pad.l, pad.t, W - pad.l - pad.r, H - pad.t - pad.b);
   ctx.fillStyle = '#333';
   ctx.font = '11px sans-serif';
-  const tick = (v: number) => (opts.log ? `1e${v.toFixed(0)}` : Math.abs(v) >= 100 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(0) : v.toFixed(2));
+  const tick = (v: number) => {
+    if (opts.log) return `1e${v.toFixed(0)}`;
+    const far = Math.abs(v) >= 100 || (Math.abs(v) < 0.01 && v !== 0);
+    return far ? v.toExponential(0) : v.toFixed(2);
+  };
   ctx.fillText(tick(hi), 2, pad.t + 8);
   ctx.fillText(tick(lo), 2, H - pad.b);
   if (opts.title) ctx.fillText(opts.title, pad.l + 4, 12);

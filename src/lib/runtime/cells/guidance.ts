@@ -1,5 +1,6 @@
-// Classifier-free guidance: eps_u + w (eps_c - eps_u) for one class, sampled with DDIM from the seed, its eps either the
-// guided network's (the paper's loop) or recomputed from the clipped x_0 estimate.
+// Classifier-free guidance: eps_u + w (eps_c - eps_u) for one class, sampled with DDIM from the
+// seed, its eps either the guided network's (the paper's loop) or recomputed from the clipped x_0
+// estimate.
 import { ddimSample, guidedEps } from '../../diffusion';
 import type { CellContext } from './controller';
 import { drawImages } from './draw';
@@ -17,7 +18,8 @@ export async function run(ctx: CellContext) {
   const eta = ctx.number('eta');
   const recomputeEps = ctx.value('eps') === 'recomputed';
   const start = performance.now();
-  const x0 = await ddimSample(guidedEps(model.params, model.config, labels, w), model.schedule, [batch, 28, 28, 1], {
+  const epsFn = guidedEps(model.params, model.config, labels, w);
+  const x0 = await ddimSample(epsFn, model.schedule, [batch, 28, 28, 1], {
     seed: ctx.seed, signal: ctx.signal, steps, eta, recomputeEps,
     onStep: async ({ step, steps: n }) => {
       ctx.progress(step, n);
@@ -25,10 +27,14 @@ export async function run(ctx: CellContext) {
     },
   });
   try {
-    drawImages(ctx.canvas('samples'), await x0.data(), batch, 28, 28, { range: [-1, 1], cols: Math.min(batch, 8) });
+    const grid = { range: [-1, 1] as [number, number], cols: Math.min(batch, 8) };
+    drawImages(ctx.canvas('samples'), await x0.data(), batch, 28, 28, grid);
     const label = model.classNames?.[labels[0]!];
-    ctx.show('caption', `class ${labels[0]}${label && label !== String(labels[0]) ? ` (${label})` : ''}, w = ${w}, ${steps} DDIM steps, eta ${eta}, ε ${recomputeEps ? 'recomputed' : 'from the network'}, ${elapsedMs(start)} ms`
-      + (w === 0 ? ' (w = 0: unconditional)' : w === 1 ? ' (w = 1: conditional, no guidance)' : ''));
+    const named = label && label !== String(labels[0]) ? ` (${label})` : '';
+    const meaning = w === 0 ? ' (w = 0: unconditional)'
+      : w === 1 ? ' (w = 1: conditional, no guidance)' : '';
+    ctx.show('caption', `class ${labels[0]}${named}, w = ${w}, ${steps} DDIM steps, eta ${eta}, `
+      + `ε ${recomputeEps ? 'recomputed' : 'from the network'}, ${elapsedMs(start)} ms${meaning}`);
   } finally {
     x0.dispose();
   }

@@ -3,7 +3,8 @@
 /** Keeps each range input's <output> (named by aria-describedby) showing its value. */
 export function mirrorRange(selector: string) {
   for (const root of document.querySelectorAll<HTMLElement>(selector)) {
-    for (const range of root.querySelectorAll<HTMLInputElement>('input[type="range"][aria-describedby]')) {
+    const ranges = root.querySelectorAll<HTMLInputElement>('input[type="range"][aria-describedby]');
+    for (const range of ranges) {
       const out = root.querySelector(`#${range.getAttribute('aria-describedby')}`);
       range.addEventListener('input', () => out && (out.textContent = range.value));
     }
@@ -19,7 +20,8 @@ export function acceptDrops(selector: string) {
       event.preventDefault();
       root.querySelector('[data-drop]')?.classList.add('over');
     });
-    root.addEventListener('dragleave', () => root.querySelector('[data-drop]')?.classList.remove('over'));
+    root.addEventListener('dragleave',
+      () => root.querySelector('[data-drop]')?.classList.remove('over'));
     root.addEventListener('drop', (event) => {
       event.preventDefault();
       root.querySelector('[data-drop]')?.classList.remove('over');
