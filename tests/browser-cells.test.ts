@@ -251,19 +251,22 @@ describe('a page with cells', () => {
 
   it('loads no tfjs code until the first run', async () => {
     const page = await browser.newPage();
-    const scripts: { url: string; tfjs: boolean }[] = [];
-    page.on('response', async (response) => {
+    // each script is recorded as it arrives and read later, so none is missed while its body loads
+    const responses: Promise<{ url: string; tfjs: boolean }>[] = [];
+    page.on('response', (response) => {
       if (!response.url().endsWith('.js')) return;
-      const body = await response.text().catch(() => '');
-      scripts.push({ url: response.url(), tfjs: body.includes('TENSORLIKE_CHECK_SHAPE_CONSISTENCY') });
+      responses.push(response.text().catch(() => '').then((body) =>
+        ({ url: response.url(), tfjs: body.includes('TENSORLIKE_CHECK_SHAPE_CONSISTENCY') })));
     });
     const { path, cells } = pagesWithCells().find((p) => p.cells.some((c) => c !== 'load-checkpoint'))!;
     await page.goto(`${origin}${path}?backend=wasm&cells=tiny`, { waitUntil: 'networkidle' });
+    let scripts = await Promise.all(responses);
     const before = scripts.length;
     expect(before).toBeGreaterThan(0);
     expect(scripts.filter((s) => s.tfjs)).toEqual([]);
     expect((await runCell(page, cells.find((c) => c !== 'load-checkpoint')!)).state).toBe('done');
     await page.waitForLoadState('networkidle');
+    scripts = await Promise.all(responses);
     expect(scripts.slice(before).some((s) => s.tfjs)).toBe(true);
     await page.close();
   });
