@@ -47,7 +47,8 @@ function readTensor(name: string, { dtype, shape, data_offsets }: Entry, body: U
   return { shape, data: toFloat32(new Uint8Array(body.subarray(begin, end)), dtype) };
 }
 
-function toFloat32(raw: Uint8Array, dtype: string): Float32Array {
+/** F32, F16 or BF16 bytes (little-endian, a copy of their own) as float32 values. */
+export function toFloat32(raw: Uint8Array, dtype: string): Float32Array {
   if (dtype === 'F32') return new Float32Array(raw.buffer, 0, raw.length / 4);
   const half = new Uint16Array(raw.buffer, 0, raw.length / 2);
   if (dtype === 'BF16') return new Float32Array(Uint32Array.from(half, (h) => h << 16).buffer);

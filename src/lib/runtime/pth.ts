@@ -6,7 +6,7 @@
 // of tensors names (collections.OrderedDict, torch._utils' tensor rebuilders, torch storage types
 // and dtypes) are known, nothing is called, and anything else is refused with a message naming it.
 import { unzipSync } from 'fflate';
-import { writeSafetensors, type HostTensor } from '../diffusion';
+import { toFloat32, writeSafetensors, type HostTensor } from '../diffusion';
 
 /** The dtype of each storage type torch.save may name; only the float ones are read. */
 const STORAGE_DTYPES: Record<string, string> = {
@@ -425,17 +425,4 @@ function gather<T extends Uint16Array | Uint32Array>(storage: T, out: T, t: Tens
     }
   }
   return out;
-}
-
-// The same conversion as readSafetensors' (private to ../diffusion/weights.ts; import it once that
-// file exports it).
-function toFloat32(raw: Uint8Array, dtype: 'F32' | 'F16' | 'BF16'): Float32Array {
-  if (dtype === 'F32') return new Float32Array(raw.buffer, 0, raw.length / 4);
-  const half = new Uint16Array(raw.buffer, 0, raw.length / 2);
-  if (dtype === 'BF16') return new Float32Array(Uint32Array.from(half, (h) => h << 16).buffer);
-  return Float32Array.from(half, (h) => {
-    const [sign, exp, frac] = [h & 0x8000 ? -1 : 1, (h >> 10) & 0x1f, h & 0x3ff];
-    if (exp === 0) return sign * frac * 2 ** -24;
-    return exp === 31 ? (frac ? NaN : sign * Infinity) : sign * (1 + frac / 1024) * 2 ** (exp - 15);
-  });
 }
