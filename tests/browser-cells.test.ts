@@ -189,6 +189,57 @@ describe('cells on wasm', () => {
     await page.close();
   });
 
+  it('load checkpoints with the paper\'s defaults, and w and eta change the pixels', async () => {
+    const { page, errors } = await open(`${LAB}?backend=wasm&cells=tiny`);
+    const root = page.locator('[data-run-cell="load-checkpoint"]');
+    const controls = ['schedule', 'T', 'steps', 'w', 'eta'];
+    const values = await Promise.all(controls.map((n) => root.locator(`[name="${n}"]`).inputValue()));
+    expect(values).toEqual(['paper-linear', '300', '50', '1', '0']);
+    const random = randomCheckpoint({ imageChannels: 1, channels: 32, classes: 10 });
+    const host = readSafetensors(new Uint8Array(random)).tensors;
+    const plain = Buffer.from(writeSafetensors(Object.fromEntries(host))); // no metadata
+    await chooseCheckpoint(page, plain, 'plain.safetensors');
+    await root.locator('select[name="label"]').selectOption('3');
+    const draw = async (w: number, eta: number) => {
+      await root.locator('input[name="w"]').fill(String(w));
+      await root.locator('input[name="eta"]').evaluate((el, v) => {
+        (el as HTMLInputElement).value = v;
+      }, String(eta));
+      expect(await runCell(page, 'load-checkpoint')).toMatchObject({ state: 'done', blank: [] });
+      return canvasPng(page, 'load-checkpoint', 'samples');
+    };
+    const plainPixels = await draw(1, 0);
+    expect(await root.locator('[data-out="model"]').textContent())
+      .toMatch(/paper-linear, T = 300 \(from the controls: .*paper's defaults/);
+    expect(await root.locator('[data-out="caption"]').textContent())
+      .toMatch(/2 steps, eta 0, class 3, w = 1,/);
+    expect(await draw(3, 0)).not.toBe(plainPixels);
+    expect(await draw(1, 1)).not.toBe(plainPixels);
+    expect(await draw(1, 0)).toBe(plainPixels);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('offer the live-training weights as a .safetensors in PyTorch\'s names and layouts', async () => {
+    const { page, errors } = await open(`${LAB}?backend=wasm&cells=tiny`);
+    const link = page.locator('[data-run-cell="live-training"] a[data-download]');
+    expect(await link.isVisible()).toBe(false);
+    expect((await runCell(page, 'live-training')).state).toBe('done');
+    const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
+    expect(download.suggestedFilename()).toBe('live-training.safetensors');
+    const bytes = readFileSync(await download.path());
+    const { tensors, metadata } = readSafetensors(new Uint8Array(bytes));
+    const shapes = Object.fromEntries([...tensors].map(([name, t]) => [name, t.shape]));
+    expect(shapes).toEqual(torchShapes({ imageChannels: 1, channels: 32, classes: 10 }));
+    expect(metadata).toMatchObject({ schedule: 'ddpm-linear', T: '5', steps: '3' });
+    await chooseCheckpoint(page, bytes, 'live-training.safetensors');
+    expect(await runCell(page, 'load-checkpoint')).toMatchObject({ state: 'done', blank: [] });
+    expect(await page.locator('[data-run-cell="load-checkpoint"] [data-out="model"]').textContent())
+      .toMatch(/ddpm-linear, T = 5 \(from the file\)/);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
   it('cancel a long run from the Cancel button', async () => {
     const { page } = await open(`${LAB}?backend=wasm&model=random`);
     const root = page.locator('[data-run-cell="ddpm-sampling"]');

@@ -1,8 +1,10 @@
 // Live training: DDPM Algorithm 1 (the library's trainStep) on a few real digits, in the page,
-// with the loss curve and DDIM samples from the current weights drawn as it trains.
+// with the loss curve and DDIM samples from the current weights drawn as it trains. After a run (or
+// a cancel) that trained at least one step, its weights are offered as a .safetensors download in
+// PyTorch's names and layouts (saveUNet), with the schedule and T in the metadata.
 import {
   createTrainer, ddimSample, disposeAdam, initParams, makeSchedule, plainEps, rngFromSeed,
-  trainStep, type Trainer,
+  saveUNet, trainStep, type Trainer,
 } from '../../diffusion';
 import type { CellContext } from './controller';
 import { drawCurves, drawImages } from './draw';
@@ -34,6 +36,8 @@ export async function run(ctx: CellContext) {
   const schedule = makeSchedule(T > 30 ? 'paper-linear' : 'ddpm-linear', T);
   const init = initParams(RANDOM_CONFIG, ctx.seed);
   let tr: Trainer | null = null;
+  let trained = 0;
+  offerDownload(ctx.root, null);
   try {
     const options = { seed: ctx.seed, lr: 2e-3, emaDecay: null, labelDropout: 0.1 };
     tr = createTrainer(init, RANDOM_CONFIG, schedule, options);
@@ -52,6 +56,7 @@ export async function run(ctx: CellContext) {
       x0.dispose();
       losses.push((await loss.data())[0]);
       loss.dispose();
+      trained = step;
       ctx.progress(step, steps, 'training step');
       if (step % 5 === 0 || step === steps) {
         const smooth: number[] = []; // exponential moving average of the loss
@@ -77,6 +82,11 @@ export async function run(ctx: CellContext) {
       await yieldToPage();
     }
   } finally {
+    if (tr && trained > 0) {
+      const metadata = { format: 'pt', schedule: tr.schedule.kind, T: String(T),
+        steps: String(trained), seed: String(ctx.seed) };
+      offerDownload(ctx.root, await saveUNet(tr.params, metadata));
+    }
     if (tr) {
       Object.values(tr.params).forEach((v) => v.dispose());
       disposeAdam(tr.adam);
@@ -96,4 +106,16 @@ async function sampleRow(ctx: CellContext, tr: Trainer, labels: number[],
   } finally {
     x0.dispose();
   }
+}
+
+/** Shows the cell's [data-download] link to these safetensors bytes; hides it for null. */
+function offerDownload(root: HTMLElement, bytes: Uint8Array | null) {
+  const link = root.querySelector<HTMLAnchorElement>('a[data-download]');
+  if (!link) return;
+  if (link.href.startsWith('blob:')) URL.revokeObjectURL(link.href);
+  link.hidden = !bytes;
+  link.removeAttribute('href');
+  if (!bytes) return;
+  const blob = new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'application/octet-stream' });
+  link.href = URL.createObjectURL(blob);
 }

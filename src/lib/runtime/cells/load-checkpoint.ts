@@ -1,9 +1,10 @@
 // Load a checkpoint: a .safetensors file of the paper's UNet (PyTorch state_dict names), or a .pth
 // written by torch.save(model.state_dict()) (read by ../pth.ts, which executes nothing), checked by
-// loadUNet, then sampled with DDIM. The schedule comes from the file's metadata when it has one,
-// else from the controls.
+// loadUNet, then sampled with DDIM (eta and guidance w from the controls). The schedule and T come
+// from the file's metadata when it has them, else from the controls, whose defaults are the
+// paper's (paper-linear, T = 300, 50 DDIM steps).
 import {
-  ddimSample, loadUNet, makeSchedule, plainEps, type Params, type ScheduleKind, type UNetConfig,
+  ddimSample, guidedEps, loadUNet, makeSchedule, type Params, type ScheduleKind, type UNetConfig,
 } from '../../diffusion';
 import type { CellContext } from './controller';
 import { drawImages } from './draw';
@@ -40,17 +41,31 @@ async function loadFile(ctx: CellContext, file: File): Promise<Loaded> {
 
 const KINDS: string[] = ['paper-linear', 'ddpm-linear', 'cosine'] satisfies ScheduleKind[];
 
+/** The schedule and T to sample with: the file's metadata where it names them, else the controls;
+ *  with why, for the reader. */
+function pickSchedule(ctx: CellContext, metadata: Record<string, string>) {
+  const fileKind = KINDS.includes(metadata.schedule) ? metadata.schedule as ScheduleKind : null;
+  const fileT = Number(metadata.T);
+  const T = Number.isInteger(fileT) && fileT > 1 ? fileT : Math.round(ctx.number('T'));
+  const kind = fileKind ?? ctx.value('schedule') as ScheduleKind;
+  const fromFile = [fileKind && 'schedule', T === fileT && 'T'].filter(Boolean).join(' and ');
+  const paper = 'the paper\'s defaults are paper-linear, T = 300';
+  const why = fromFile === 'schedule and T' ? ' (from the file): its metadata names both'
+    : fromFile ? ` (${fromFile} from the file's metadata, the rest from the controls; ${paper})`
+      : ` (from the controls: the file's metadata names no schedule or T; ${paper})`;
+  return { kind, T, why };
+}
+
 export async function run(ctx: CellContext) {
   const file = ctx.root.querySelector<HTMLInputElement>('input[type="file"]')?.files?.[0];
   if (!file) throw new Error('choose or drop a .safetensors or .pth file first');
   await startEngine(ctx);
   const { name, config, params, metadata } = await loadFile(ctx, file);
-  const fileKind = KINDS.includes(metadata.schedule) ? metadata.schedule : null;
-  const kind = (fileKind ?? ctx.value('schedule')) as ScheduleKind;
-  const fileT = Number(metadata.T);
-  const T = Number.isInteger(fileT) && fileT > 1 ? fileT : Math.round(ctx.number('T'));
+  const { kind, T, why } = pickSchedule(ctx, metadata);
   const schedule = makeSchedule(kind, T);
   const steps = Math.min(ctx.tiny ? 2 : Math.round(ctx.number('steps')), T - 1);
+  const eta = ctx.number('eta');
+  const w = ctx.number('w');
   const size = config.imageChannels === 1 ? 28 : 32; // MNIST or CIFAR-10
   const batch = ctx.tiny ? 1 : 8;
   const label = ctx.value('label');
@@ -59,10 +74,11 @@ export async function run(ctx: CellContext) {
   const io = config.imageChannels;
   ctx.show('model', `${name}: ${config.channels} channels, ${io} image channel${io > 1 ? 's' : ''}`
     + `, ${config.classes === null ? 'unconditional' : `${config.classes} classes`}; ${kind}, `
-    + `T = ${T}${metadata.T ? ' (from the file)' : ''}`);
+    + `T = ${T}${why}`);
   const start = performance.now();
-  const x0 = await ddimSample(plainEps(params, config, labels), schedule, [batch, size, size, io], {
-    seed: ctx.seed, steps, signal: ctx.signal,
+  const epsFn = guidedEps(params, config, labels, w); // the plain conditional eps at w = 1
+  const x0 = await ddimSample(epsFn, schedule, [batch, size, size, io], {
+    seed: ctx.seed, steps, eta, signal: ctx.signal,
     onStep: async ({ step, steps: n }) => {
       ctx.progress(step, n);
       await yieldToPage();
@@ -71,8 +87,9 @@ export async function run(ctx: CellContext) {
   try {
     drawImages(ctx.canvas('samples'), await x0.data(), batch, size, size,
       { range: [-1, 1], cols: 8, channels: io as 1 | 3 });
-    ctx.show('caption', `${batch} DDIM samples, ${steps} steps`
-      + `${labels ? `, class ${labels[0]}` : ''}, ${elapsedMs(start)} ms`);
+    const guided = labels ? `, class ${labels[0]}, w = ${w}` : '';
+    ctx.show('caption', `${batch} DDIM samples, ${steps} steps, eta ${eta}${guided}, `
+      + `${elapsedMs(start)} ms`);
   } finally {
     x0.dispose();
   }
