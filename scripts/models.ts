@@ -9,7 +9,7 @@ import {
   ddimSample, ddpmSample, guidedEps, loadUNet, makeSchedule, type Params, type UNetConfig,
 } from '../src/lib/diffusion';
 import { parseModelCard, type ModelCard } from '../src/lib/models/card';
-import { isPth, pthToSafetensors } from '../src/lib/runtime/pth';
+import { asSafetensors } from '../src/lib/runtime/pth';
 import type { ScheduleKind } from '../src/lib/diffusion';
 
 export const MODELS_DIR = resolve('public/models');
@@ -51,7 +51,7 @@ export function loadModel(model: string, dir = MODELS_DIR):
 export function loadWeightsFile(file: string, schedule: { kind: ScheduleKind; T: number }) {
   if (!existsSync(file)) throw new Error(`weights file not found: ${file}`);
   const raw = new Uint8Array(readFileSync(file));
-  const { config, params } = loadUNet(isPth(raw) ? pthToSafetensors(raw) : raw);
+  const { config, params } = loadUNet(asSafetensors(raw));
   const name = basename(file).replace(/\.(safetensors|pth?)$/i, '');
   const classes = config.classes ?? 0;
   const card: ModelCard = {

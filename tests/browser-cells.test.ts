@@ -1,5 +1,6 @@
-// Every run-this-cell island in headless Chromium, on the webgpu backend (SwiftShader, forced) and on wasm,
-// at the `?cells=tiny` settings: one image, a few steps, a random 32-channel model, through the readers' code path.
+// Every run-this-cell island in headless Chromium, on the webgpu backend (SwiftShader, forced)
+// and on wasm, at the `?cells=tiny` settings: one image, a few steps, a random 32-channel model,
+// through the readers' code path.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
@@ -9,7 +10,9 @@ import {
   readSafetensors, rngFromSeed, torchShapes, writeSafetensors, type HostTensor, type UNetConfig,
 } from '../src/lib/diffusion';
 import { callPickle, fromHost, withPickle, writePth } from './helpers/pth-writer';
-import { canvasPng, CHROMIUM_ARGS, launchChromium, runCell, serveDir } from './helpers/site-browser';
+import {
+  canvasPng, CHROMIUM_ARGS, launchChromium, runCell, serveDir,
+} from './helpers/site-browser';
 import { siteDist } from './helpers/site-dist';
 
 const CELLS = ['forward-noising', 'network-trace', 'live-training', 'ddpm-sampling', 'ddim-vs-ddpm', 'guidance', 'load-checkpoint'];

@@ -61,6 +61,11 @@ export function readPth(bytes: Uint8Array): Map<string, HostTensor> {
   return tensors;
 }
 
+/** The safetensors bytes of a weights file: a .pth is converted, a .safetensors passes through. */
+export function asSafetensors(bytes: Uint8Array): Uint8Array {
+  return isPth(bytes) ? pthToSafetensors(bytes) : bytes;
+}
+
 /** A .pth state_dict as safetensors bytes, so that every safetensors loader (loadUNet) reads it. */
 export function pthToSafetensors(bytes: Uint8Array, metadata: Record<string, string> = {}) {
   return writeSafetensors(Object.fromEntries(readPth(bytes)), metadata);

@@ -82,16 +82,19 @@ export async function run(ctx: CellContext) {
       await yieldToPage();
     }
   } finally {
-    if (tr && trained > 0) {
-      const metadata = { format: 'pt', schedule: tr.schedule.kind, T: String(T),
-        steps: String(trained), seed: String(ctx.seed) };
-      offerDownload(ctx.root, await saveUNet(tr.params, metadata));
-    }
-    if (tr) {
-      Object.values(tr.params).forEach((v) => v.dispose());
-      disposeAdam(tr.adam);
-    } else {
-      Object.values(init).forEach((t) => t.isDisposed || t.dispose());
+    try {
+      if (tr && trained > 0) {
+        const metadata = { format: 'pt', schedule: tr.schedule.kind, T: String(T),
+          steps: String(trained), seed: String(ctx.seed) };
+        offerDownload(ctx.root, await saveUNet(tr.params, metadata));
+      }
+    } finally { // the weights are freed even if saving them failed
+      if (tr) {
+        Object.values(tr.params).forEach((v) => v.dispose());
+        disposeAdam(tr.adam);
+      } else {
+        Object.values(init).forEach((t) => t.isDisposed || t.dispose());
+      }
     }
   }
 }

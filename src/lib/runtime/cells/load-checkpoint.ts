@@ -9,7 +9,7 @@ import {
 import type { CellContext } from './controller';
 import { drawImages } from './draw';
 import { startEngine, yieldToPage } from './engine';
-import { isPth, pthToSafetensors } from '../pth';
+import { asSafetensors } from '../pth';
 import { elapsedMs } from './sampling';
 
 interface Loaded {
@@ -28,7 +28,7 @@ async function loadFile(ctx: CellContext, file: File): Promise<Loaded> {
   let model: ReturnType<typeof loadUNet>; // the weights, config and metadata, from one read
   try {
     const bytes = new Uint8Array(await file.arrayBuffer());
-    model = loadUNet(isPth(bytes) ? pthToSafetensors(bytes) : bytes);
+    model = loadUNet(asSafetensors(bytes));
   } catch (error) {
     const why = error instanceof Error ? error.message : error;
     throw new Error(`${file.name} is not a compatible model: ${why}`);
