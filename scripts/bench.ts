@@ -14,7 +14,7 @@ import {
   createTrainer, ddimSample, disposeAdam, epsTheta, guidedEps, initParams, makeSchedule,
   trainStep, type Trainer, type UNetConfig,
 } from '../src/lib/diffusion';
-import { num, parseFlags, runMain, type Flags } from './cli';
+import { num, parseFlags, runMain, threadsFlag, type Flags } from './cli';
 import { startShards } from './data-parallel';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -48,7 +48,7 @@ async function table(flags: Flags) {
   const B = num(flags, 'batch', 16, (n) => Number.isInteger(n) && n >= 1);
   const trainB = num(flags, 'train-batch', 32, (n) => Number.isInteger(n) && n >= 1);
   const repeats = num(flags, 'repeats', 5, (n) => Number.isInteger(n) && n >= 1);
-  await useNodeBackend(backend);
+  await useNodeBackend(backend, { threads: threadsFlag(flags, { backend }) });
   const schedule = makeSchedule('paper-linear', 300);
   const rows: string[][] = [[
     'channels', 'forward B=1 (ms)', `forward B=${B} (ms)`, `train step B=${trainB} (ms)`,
@@ -105,7 +105,7 @@ type Case = (typeof CASES)[number];
 /** What every case reads from the flags, checked once. */
 interface CaseOptions {
   name: Case; backend: NodeBackend; channels: number; batch: number; repeats: number;
-  workers: number; steps: number; guidance: number; vsPytorch: boolean;
+  workers: number; threads: number; steps: number; guidance: number; vsPytorch: boolean;
 }
 
 const int = (min: number) => (n: number) => Number.isInteger(n) && n >= min;
@@ -122,13 +122,8 @@ function caseOptions(flags: Flags): CaseOptions {
     throw new Error(`--channels must be a multiple of 32 (GroupNorm has 32 groups), `
       + `received ${channels}`);
   }
-  const threads = num(flags, 'threads', 1, Number.isInteger);
-  if (threads < 1) throw new Error(`--threads must be at least 1, received ${threads}`);
-  if (threads > 1) {
-    throw new Error(`--threads ${threads}: tfjs wasm in Node runs one thread today (the threaded `
-      + 'build is not loaded); use --threads 1, or --workers W for train-step');
-  }
   const workers = num(flags, 'workers', 1, int(1));
+  const threads = threadsFlag(flags, { backend, workers });
   const batch = num(flags, 'batch', name === 'kernels' ? 2 : 16, int(1));
   if (workers > 1 && name !== 'train-step') {
     throw new Error(`--workers applies to --case train-step only, received --case ${name}`);
@@ -145,7 +140,7 @@ function caseOptions(flags: Flags): CaseOptions {
     throw new Error(`--vs-pytorch measures unet-forward and train-step, received --case ${name}`);
   }
   return {
-    name, backend, channels, batch, workers, vsPytorch,
+    name, backend, channels, batch, workers, threads, vsPytorch,
     repeats: num(flags, 'repeats', 5, int(1)),
     steps: num(flags, 'steps', 50, int(1)),
     guidance: num(flags, 'guidance', 2),
@@ -205,7 +200,8 @@ async function caseTimes(o: CaseOptions, config: UNetConfig): Promise<number[]> 
     const { tr, free } = trainerFor(config);
     const x0 = tf.randomUniform([B, 28, 28, 1], -1, 1) as tf.Tensor4D;
     const shards = o.workers > 1
-      ? await startShards(o.workers, config, { kind: 'paper-linear', T: 300 }, tr) : null;
+      ? await startShards(o.workers, config, { kind: 'paper-linear', T: 300 }, tr,
+        { threads: o.threads }) : null;
     try {
       return await timeRuns(o.repeats, async () => {
         if (shards) return void await shards.step(tr, x0, labelsOf(B));
@@ -285,7 +281,7 @@ async function kernelCounts(o: CaseOptions, config: UNetConfig) {
 async function runCase(flags: Flags) {
   const o = caseOptions(flags);
   if (o.vsPytorch) checkTorch();
-  await useNodeBackend(o.backend);
+  await useNodeBackend(o.backend, { threads: o.threads });
   const threads = await threadsOf(o.backend);
   const config: UNetConfig = { imageChannels: 1, channels: o.channels, classes: 10 };
   const head = { case: o.name, backend: o.backend, channels: o.channels, batch: o.batch, threads };
@@ -314,7 +310,7 @@ async function main() {
     'guidance', 'threads', 'workers'];
   const flags = parseFlags(process.argv.slice(2), known, ['json', 'vs-pytorch']);
   if (flags.case !== undefined) return runCase(flags);
-  const caseOnly = ['json', 'vs-pytorch', 'steps', 'guidance', 'threads', 'workers'];
+  const caseOnly = ['json', 'vs-pytorch', 'steps', 'guidance', 'workers'];
   const stray = caseOnly.find((k) => flags[k] !== undefined);
   if (stray) throw new Error(`--${stray} needs --case NAME (one of ${CASES.join(', ')})`);
   return table(flags);

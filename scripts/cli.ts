@@ -1,6 +1,7 @@
 // Shared command-line plumbing: flags, one-line errors, atomic writes.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { coreCount, MAX_WASM_THREADS } from '../src/lib/runtime/wasm-threads';
 
 /** Parsed flags: a value flag's string, or `true` for a switch or a value flag given bare. */
 export type Flags = Record<string, string | true>;
@@ -65,6 +66,31 @@ export function num(flags: Flags, name: string, fallback: number,
     throw new Error(`--${name} must be a valid number here, received ${JSON.stringify(v)}`);
   }
   return n;
+}
+
+/**
+ * --threads N: the wasm backend's threads. By default DIFFUSION_THREADS from the environment, else
+ * every core (shared out among `workers` data-parallel workers, each with its own backend), at
+ * most MAX_WASM_THREADS. Other backends run on 1. The tests set DIFFUSION_THREADS=1: they run two
+ * processes at once on two cores, and XNNPACK's threads wait by spinning, so oversubscribed
+ * threads are slower than one.
+ */
+export function threadsFlag(flags: Flags, { backend, workers = 1 }:
+  { backend: string; workers?: number }): number {
+  const ok = (n: number) => Number.isInteger(n) && n >= 1 && n <= MAX_WASM_THREADS;
+  const env = process.env.DIFFUSION_THREADS;
+  if (env !== undefined && !ok(Number(env))) {
+    throw new Error(`DIFFUSION_THREADS must be a whole number from 1 to ${MAX_WASM_THREADS}, `
+      + `received ${JSON.stringify(env)}`);
+  }
+  const all = env !== undefined ? Number(env)
+    : Math.min(MAX_WASM_THREADS, Math.max(1, Math.floor(coreCount() / workers)));
+  const threads = num(flags, 'threads', backend === 'wasm' ? all : 1, ok);
+  if (threads > 1 && backend !== 'wasm') {
+    throw new Error(`--threads ${threads} applies to the wasm backend only, received --backend `
+      + backend);
+  }
+  return threads;
 }
 
 /** A yes/no flag with a default: `--name`, `--name true` or `--name false`. */

@@ -14,6 +14,7 @@ import {
 interface Setup {
   config: UNetConfig; schedule: { kind: ScheduleKind; T: number };
   names: string[]; shapes: number[][]; // the parameters, in the order of every list below
+  threads: number; // each worker's wasm threads
 }
 interface ShardJob {
   params: Float32Array[]; x0: Float32Array; eps: Float32Array;
@@ -38,7 +39,7 @@ async function shardGradients(params: tf.Variable[], setup: Setup, s: Schedule, 
 /** The worker thread: holds a copy of the parameters, overwritten each step with the trainer's. */
 async function workerMain() {
   const setup = workerData as Setup;
-  await useNodeBackend('wasm');
+  await useNodeBackend('wasm', { threads: setup.threads });
   const s = makeSchedule(setup.schedule.kind, setup.schedule.T);
   const params = setup.shapes.map((shape) => tf.tidy(() => tf.variable(tf.zeros(shape))));
   parentPort!.on('message', async (job: ShardJob) => {
@@ -64,13 +65,15 @@ export interface Shards {
 
 /** Starts `workers - 1` worker threads that, with this thread, share each step of trainer `tr`. */
 export async function startShards(workers: number, config: UNetConfig,
-  schedule: { kind: ScheduleKind; T: number }, tr: Trainer): Promise<Shards> {
+  schedule: { kind: ScheduleKind; T: number }, tr: Trainer, { threads = 1 } = {})
+  : Promise<Shards> {
   const names = Object.keys(tr.params);
-  const setup: Setup = { config, schedule, names, shapes: names.map((n) => tr.params[n].shape) };
+  const shapes = names.map((n) => tr.params[n].shape);
+  const setup: Setup = { config, schedule, names, shapes, threads };
   // a worker thread does not inherit tsx's loader: register it there before importing this file
   const boot = 'import(\'tsx/esm/api\').then((tsx) => { tsx.register(); '
     + `return import(${JSON.stringify(import.meta.url)}); })`;
-  const threads = Array.from({ length: workers - 1 },
+  const others = Array.from({ length: workers - 1 },
     () => new Worker(boot, { eval: true, workerData: setup }));
   // the worker's next message; an error or an exit instead rejects, so that a dead worker never
   // leaves the step waiting
@@ -86,7 +89,7 @@ export async function startShards(workers: number, config: UNetConfig,
     const reply = (m: ShardResult & { ready?: true }) => (done(), resolve(m));
     w.on('error', fail).on('exit', exited).on('message', reply);
   });
-  await Promise.all(threads.map(next));
+  await Promise.all(others.map(next));
   const shards: Shards = {
     async gradients(tr, x0, labels) {
       const [B, H, W, C] = x0.shape;
@@ -103,7 +106,7 @@ export async function startShards(workers: number, config: UNetConfig,
         t: t.slice(k * b, (k + 1) * b), y: y?.slice(k * b, (k + 1) * b),
         x0: x0Host.slice(k * size, (k + 1) * size), eps: epsHost.slice(k * size, (k + 1) * size),
       });
-      const replies = threads.map((w, k) => (w.postMessage(shard(k + 1)), next(w)));
+      const replies = others.map((w, k) => (w.postMessage(shard(k + 1)), next(w)));
       const vars = names.map((n) => tr.params[n]);
       const mine = await shardGradients(vars, setup, tr.schedule, shard(0));
       const results = [mine, ...await Promise.all(replies)];
@@ -123,7 +126,7 @@ export async function startShards(workers: number, config: UNetConfig,
       return loss;
     },
     async close() {
-      await Promise.all(threads.map((w) => w.terminate()));
+      await Promise.all(others.map((w) => w.terminate()));
     },
   };
   return shards;

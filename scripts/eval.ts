@@ -17,20 +17,22 @@ import { join, resolve } from 'node:path';
 import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
 import { loadDataset, type DatasetName, type Dataset } from '../src/lib/data/datasets';
 import { epochOrder } from '../src/lib/data/batches';
-import { encodeGreyPng } from '../src/lib/data/png';
+import { encodePng } from '../src/lib/data/png';
 import { labelledGrid } from '../src/lib/data/grid';
 import {
-  classify, loadClassifier, type ClassifierConfig, type ClassifierParams,
+  classifierConfig, classify, loadClassifier, type ClassifierConfig, type ClassifierParams,
 } from '../src/lib/classifier/cnn';
 import { fitGaussian, frechetDistance, type Gaussian } from '../src/lib/classifier/frechet';
 import {
   ddimSettings, loadModel, MODELS_DIR, modelPaths, SAMPLE_CHUNK, sampleImages, type ModelCard,
 } from './models';
-import { bool, need, num, parseFlags, readJsonFile, runMain, writeAtomic, type Flags } from './cli';
+import {
+  bool, need, num, parseFlags, readJsonFile, runMain, threadsFlag, writeAtomic, type Flags,
+} from './cli';
 
 const FLAGS = [
   'model', 'guidance', 'per-class', 'steps', 'eta', 'seed', 'data', 'models', 'classifier',
-  'backend', 'tune', 'tune-seeds', 'recompute-eps',
+  'backend', 'tune', 'tune-seeds', 'recompute-eps', 'threads',
 ];
 
 async function main() {
@@ -45,7 +47,8 @@ async function main() {
   const extra = list('guidance', [0, 1, 2, 4]);
   const tuneWs = list('tune', []);
   const tuneSeeds = list('tune-seeds', [], (s) => Number.isInteger(s) && s >= 0);
-  await useNodeBackend((typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend);
+  const backend = (typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend;
+  await useNodeBackend(backend, { threads: threadsFlag(flags, { backend }) });
 
   const model = loadModel(name, dir);
   const { card } = model;
@@ -62,7 +65,7 @@ async function main() {
   const recomputeEps = bool(flags, 'recompute-eps', card.recommended.recomputeEps);
   const classifierName = typeof flags.classifier === 'string' ? flags.classifier
     : `classifier-${card.dataset}`;
-  const judge = loadJudge(classifierName, dir);
+  const judge = loadJudge(classifierName, dir, card);
   const dataDir = typeof flags.data === 'string' ? flags.data : undefined;
   const heldOut = loadDataset(card.dataset as DatasetName, 'test', dataDir);
   const train = loadDataset(card.dataset as DatasetName, 'train', dataDir);
@@ -108,8 +111,10 @@ async function main() {
       frechet: round(s.frechet), grid,
     });
     if (flags['no-write'] !== true) {
-      const png = labelledGrid(images, labels, { scale: 2 });
-      writeAtomic(join(dir, grid), encodeGreyPng(png.pixels, png.width, png.height));
+      const { imageSize: size, imageChannels } = card.architecture;
+      const channels = imageChannels === 1 ? 1 : 3;
+      const png = labelledGrid(images, labels, { scale: 2, size, channels });
+      writeAtomic(join(dir, grid), encodePng(png.pixels, png.width, png.height, channels));
     }
   }
   const { eta: defaultEta, recomputeEps: defaultRecomputeEps } = card.recommended;
@@ -178,15 +183,24 @@ function numbers(flags: Flags, name: string, ok: (n: number) => boolean): number
   return list;
 }
 
-function loadJudge(name: string, dir: string) {
+/** The classifier NAME, which must read the images that `model` draws. */
+function loadJudge(name: string, dir: string, model: ModelCard) {
   const paths = modelPaths(name, dir);
   if (!existsSync(paths.weights) || !existsSync(paths.card)) {
     throw new Error(`classifier "${name}" not found: expected ${paths.weights} and its .json; `
-      + 'train it with npm run train-classifier -- --dataset DATASET');
+      + `train it with npm run train-classifier -- --dataset ${model.dataset}`
+      + `${model.dataset === 'cifar10' ? ' --data DIR' : ''}`);
   }
   type ClassifierCard = { architecture: ClassifierConfig; heldOut?: { accuracy: number } };
   const card = readJsonFile<ClassifierCard>(paths.card);
-  const config = card.architecture;
+  const config = classifierConfig(card.architecture);
+  const { imageSize, imageChannels } = model.architecture;
+  if (config.imageSize !== imageSize || config.imageChannels !== imageChannels) {
+    const what = (size: number, c: number) => `${size}x${size}x${c}`;
+    throw new Error(`classifier "${name}" reads ${what(config.imageSize, config.imageChannels)} `
+      + `images, but ${model.name} draws ${what(imageSize, imageChannels)}: train a classifier `
+      + `on ${model.dataset} with npm run train-classifier`);
+  }
   const bytes = new Uint8Array(readFileSync(paths.weights));
   const params = loadClassifier(bytes, config) as ClassifierParams;
   return { config, params, heldOutAccuracy: card.heldOut?.accuracy ?? null };
@@ -202,7 +216,7 @@ function perClassSubset(d: Dataset, K: number, seed: number) {
     picked.push(...mine);
     labels.push(...mine.map(() => c));
   }
-  const px = 28 * 28;
+  const px = d.size * d.size * d.channels;
   const images = new Float32Array(picked.length * px);
   picked.forEach((i, k) => images.set(d.images.subarray(i * px, (i + 1) * px), k * px));
   return { images, labels };

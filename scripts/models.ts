@@ -83,8 +83,8 @@ export interface Model { card: ModelCard; config: UNetConfig; params: Params }
 
 /**
  * Samples one image per label with classifier-free guidance w, in chunks of at most `chunk` images
- * (chunk k uses seed + k), calling `onChunk` with the count done after each. Returns [N, 28, 28]
- * row-major values clipped to [-1, 1].
+ * (chunk k uses seed + k), calling `onChunk` with the count done after each. Returns [N, H, W, C]
+ * row-major values clipped to [-1, 1] (H = W = the card's imageSize, C = imageChannels).
  */
 export async function sampleImages(model: Model, labels: number[], s: SampleSettings,
   { chunk = SAMPLE_CHUNK, onChunk }: { chunk?: number; onChunk?: (done: number) => void } = {},

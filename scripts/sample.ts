@@ -1,8 +1,10 @@
 // npm run sample -- --model NAME --labels 0,1,... --per-label K --sampler ddpm|ddim --steps S
 //                   --eta E --guidance W --seed N --out FILE [--recompute-eps true|false]
 // Samples a class-conditional model with classifier-free guidance. FILE.png is a labelled grid (one
-// row per label); FILE.json is exactly
-//   {"labels": [N ints], "shape": [N, 28, 28], "images": [N*784 floats in -1..1, row-major]}.
+// row per label; in colour for an RGB model); FILE.json is exactly
+//   {"labels": [N ints], "shape": [N, 28, 28], "images": [N*784 floats in -1..1, row-major]}
+// for a grey model, and "shape": [N, 32, 32, 3] with N*3072 values, row-major HWC, for an RGB
+// one (CIFAR-10).
 // Sampler, steps, eta, guidance and recompute-eps (DDIM re-derives eps from the clipped x_0)
 // default to the model card's recommendation. --weights FILE (.safetensors, or a .pth saved by
 // torch.save(model.state_dict())) takes a bare file in place of --model, with --schedule KIND and
@@ -10,18 +12,18 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
-import { encodeGreyPng } from '../src/lib/data/png';
+import { encodePng } from '../src/lib/data/png';
 import { labelledGrid } from '../src/lib/data/grid';
 import {
   ddimSettings, loadModel, loadWeightsFile, MODELS_DIR, sampleImages, type SampleSettings,
 } from './models';
 import { SCHEDULE_KINDS } from '../src/lib/models/card';
 import type { ScheduleKind } from '../src/lib/diffusion';
-import { bool, need, num, parseFlags, runMain, writeAtomic } from './cli';
+import { bool, need, num, parseFlags, runMain, threadsFlag, writeAtomic } from './cli';
 
 const FLAGS = [
   'model', 'labels', 'per-label', 'sampler', 'steps', 'eta', 'guidance', 'seed', 'out', 'backend',
-  'models', 'scale', 'recompute-eps', 'weights', 'schedule', 'timesteps',
+  'models', 'scale', 'recompute-eps', 'weights', 'schedule', 'timesteps', 'threads',
 ];
 
 async function main() {
@@ -51,14 +53,10 @@ async function main() {
   }
   const backend = (typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend;
 
-  await useNodeBackend(backend);
+  await useNodeBackend(backend, { threads: threadsFlag(flags, { backend }) });
   const models = typeof flags.models === 'string' ? resolve(flags.models) : MODELS_DIR;
   const loaded = flags.model !== undefined ? loadModel(need(flags, 'model'), models)
     : loadWeightsFile(need(flags, 'weights'), weightsSchedule(flags));
-  if (loaded.config.imageChannels !== 1) {
-    throw new Error(`${loaded.paths.name} draws ${loaded.config.imageChannels}-channel images; `
-      + 'npm run sample writes greyscale (1-channel) models only');
-  }
   if (flags.weights !== undefined) {
     const { kind, T } = loaded.card.schedule;
     const told = flags.schedule !== undefined || flags.timesteps !== undefined;
@@ -97,11 +95,15 @@ async function main() {
   if (format === 'json') {
     const size = card.architecture.imageSize;
     const rounded = Array.from(images, (v) => Math.round(v * 1e5) / 1e5);
-    const body = { labels: all, shape: [all.length, size, size], images: rounded };
+    // grey: [N, H, W] as before; RGB: [N, H, W, 3]
+    const shape = [all.length, size, size, ...(config.imageChannels === 1 ? [] : [3])];
+    const body = { labels: all, shape, images: rounded };
     writeAtomic(out, JSON.stringify(body));
   } else {
-    const grid = labelledGrid(images, all, { scale });
-    writeAtomic(out, encodeGreyPng(grid.pixels, grid.width, grid.height));
+    const channels = config.imageChannels === 1 ? 1 : 3;
+    const size = card.architecture.imageSize;
+    const grid = labelledGrid(images, all, { scale, size, channels });
+    writeAtomic(out, encodePng(grid.pixels, grid.width, grid.height, channels));
   }
   process.stderr.write(`wrote ${out}\n`);
 }

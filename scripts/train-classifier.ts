@@ -1,15 +1,15 @@
-// npm run train-classifier -- --dataset mnist|fashion-mnist [--data DIR] [--epochs 6] [--batch 64]
-//                             [--lr 0.002] [--seed 0] [--out NAME]
+// npm run train-classifier -- --dataset mnist|fashion-mnist|cifar10 [--data DIR] [--epochs 6]
+//                             [--batch 64] [--lr 0.002] [--seed 0] [--out NAME]
 // Trains the evaluation classifier (src/lib/classifier) on the data set's training images and
 // writes public/models/NAME.safetensors (tfjs layout) and NAME.json with its accuracy on the
-// held-out images.
+// held-out images. Its input is the data set's: 28x28 grey, or 32x32 RGB for CIFAR-10.
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
 import {
-  DATASETS, IMAGE_SIZE, gatherImages, loadDataset, type DatasetName,
+  DATASETS, batchShape, gatherImages, loadDataset, type DatasetName,
 } from '../src/lib/data/datasets';
 import { batchIndices } from '../src/lib/data/batches';
 import { rngFromSeed } from '../src/lib/diffusion/random';
@@ -44,7 +44,8 @@ async function main() {
   if (B > n) throw new Error(`--batch ${B} is larger than the data set (${n} images)`);
   await useNodeBackend((typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend);
 
-  const config = DEFAULT_CLASSIFIER;
+  const config = { ...DEFAULT_CLASSIFIER, imageSize: train.size, imageChannels: train.channels };
+  const flips = dataset === 'cifar10'; // mirror images are photos of the same class; digits not
   const init = initClassifier(config, seed);
   const vars = Object.fromEntries(Object.entries(init).map(([k, t]) => [k, tf.variable(t)]));
   const adam = createAdam(vars, { lr });
@@ -54,8 +55,9 @@ async function main() {
   const rng = rngFromSeed(seed + 1); // the shift of each batch
   for (let step = 0; step < steps; step++) {
     const indices = batchIndices(seed, step, n, B);
-    const batch = tf.tensor4d(gatherImages(train, indices), [B, IMAGE_SIZE, IMAGE_SIZE, 1]);
-    const x = shifted(batch, rng() % 5 - 2, rng() % 5 - 2); // [B, 28, 28, 1]
+    const batch = tf.tensor4d(gatherImages(train, indices), batchShape(train, B));
+    const moved = shifted(batch, rng() % 5 - 2, rng() % 5 - 2); // [B, H, W, C]
+    const x = flips && rng() % 2 ? mirrored(moved) : moved;
     const labels = indices.map((i) => train.labels[i]);
     adam.lr = lr * 0.5 * (1 + Math.cos((Math.PI * step) / steps)); // cosine decay to 0
     const loss = () => classifierLoss(vars, config, x, labels);
@@ -88,7 +90,8 @@ async function main() {
       + 'code in src/lib/classifier/cnn.ts',
     training: {
       command: 'npm run train-classifier', images: n,
-      augmentation: 'each batch shifted by up to 2 pixels', lrSchedule: 'cosine decay to 0',
+      augmentation: `each batch shifted by up to 2 pixels${flips ? ', half mirrored' : ''}`,
+      lrSchedule: 'cosine decay to 0',
       split: 'train', epochs, batch: B, lr, seed, steps,
       wallSeconds: Math.round((performance.now() - started) / 1000),
       machine: `${cpus()[0]?.model ?? 'unknown CPU'} (${cpus().length} cores), `
@@ -103,9 +106,16 @@ async function main() {
 /** The whole batch moved by (dy, dx) pixels, filling in the background -1: cheap augmentation. */
 function shifted(x: tf.Tensor4D, dy: number, dx: number): tf.Tensor4D {
   const out = tf.tidy(() => {
-    const padded = tf.pad(x, [[0, 0], [2, 2], [2, 2], [0, 0]], -1); // [B, 32, 32, 1]
+    const padded = tf.pad(x, [[0, 0], [2, 2], [2, 2], [0, 0]], -1); // [B, H + 4, W + 4, C]
     return tf.slice(padded, [0, 2 - dy, 2 - dx, 0], x.shape) as tf.Tensor4D;
   });
+  x.dispose();
+  return out;
+}
+
+/** The whole batch mirrored left to right. */
+function mirrored(x: tf.Tensor4D): tf.Tensor4D {
+  const out = tf.reverse(x, 2); // [B, H, W, C], W reversed
   x.dispose();
   return out;
 }

@@ -1,5 +1,6 @@
-// npm run train -- --dataset mnist|fashion-mnist [--data DIR] --channels C --timesteps T --epochs E
-//                  --batch B --seed S --out NAME [--resume] [--workers W] [--init FILE]
+// npm run train -- --dataset mnist|fashion-mnist|cifar10 [--data DIR] --channels C --timesteps T
+//                  --epochs E --batch B --seed S --out NAME [--resume] [--workers W] [--init FILE]
+// CIFAR-10 (32x32 RGB) needs --data DIR, the folder of its binary batches.
 // Trains a class-conditional UNet with the library's own trainStep (DDPM Algorithm 1 with label
 // dropout and an EMA), checkpoints to checkpoints/NAME/ every few minutes and on Ctrl-C, and
 // exports the EMA weights with a model card to public/models/NAME.{safetensors,json}.
@@ -17,7 +18,7 @@ import {
 import { loadDataset } from '../src/lib/data/datasets';
 import { MODELS_DIR, modelPaths } from './models';
 import { startShards } from './data-parallel';
-import { need, num, parseFlags, runMain, type Flags } from './cli';
+import { need, num, parseFlags, runMain, threadsFlag, type Flags } from './cli';
 import {
   SWITCHES, VALUE_FLAGS, freshConfig, initSource, isCount, resumedConfig, widenedInit,
   type InitSource, type RunConfig, type RunState,
@@ -59,10 +60,11 @@ async function main() {
   if (run.batch % workers) {
     throw new Error(`--batch ${run.batch} is not divisible by --workers ${workers}`);
   }
-  await useNodeBackend(backend);
+  const threads = threadsFlag(flags, { backend, workers });
+  await useNodeBackend(backend, { threads });
 
   const config: UNetConfig = {
-    imageChannels: 1, channels: run.channels, classes: data.classNames.length,
+    imageChannels: data.channels, channels: run.channels, classes: data.classNames.length,
   };
   const tr = startTrainer(run, config, saved, source);
   const state: RunState = saved?.state ?? { step: 0, epochs, wallSeconds: 0, losses: [] };
@@ -82,10 +84,11 @@ async function main() {
     });
   };
   const scheduleSpec = { kind: run.schedule, T: run.timesteps };
-  const shards = workers > 1 ? await startShards(workers, config, scheduleSpec, tr) : null;
+  const shards = workers > 1
+    ? await startShards(workers, config, scheduleSpec, tr, { threads }) : null;
   process.stderr.write(`training ${out}: ${run.dataset} (${images} images), `
     + `${run.channels} channels, ${run.schedule} T=${run.timesteps}, batch ${run.batch}, `
-    + `lr ${run.lr}, ${backend}${shards ? ` x ${workers} workers` : ''}; `
+    + `lr ${run.lr}, ${backend}${shards ? ` x ${workers} workers` : ''}, ${threads} thread(s); `
     + `step ${state.step} of ${totalSteps}\n`);
   await trainLoop({
     tr, run, state, data, images, totalSteps, stopAt, shards, checkpointMs, save, stopping,

@@ -8,6 +8,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { VIEW_KERNELS } from '../scripts/bench';
 import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
 import { npmRun, tempDir } from './helpers/tiny-datasets';
+import { coreCount, MAX_WASM_THREADS } from '../src/lib/runtime/wasm-threads';
+
+/** The CLIs' default: DIFFUSION_THREADS (1 in these tests, vitest.config.ts), else every core up
+ * to the most tfjs's wasm thread pool takes. */
+const allThreads = Number(process.env.DIFFUSION_THREADS ?? Math.min(coreCount(), MAX_WASM_THREADS));
 
 /** The one JSON line a case prints, after checking it exited 0 and printed nothing else. */
 function bench(args: string[]): Record<string, unknown> {
@@ -29,14 +34,15 @@ describe('npm run bench --case', () => {
   it('unet-forward prints case, backend, channels, batch, threads, ms_median, ms_min, runs', () => {
     const line = bench(['--case', 'unet-forward', ...tiny]);
     expect(line).toMatchObject(
-      { case: 'unet-forward', backend: 'wasm', channels: 32, batch: 2, threads: 1, runs: 1 });
+      { case: 'unet-forward', backend: 'wasm', channels: 32, batch: 2, threads: allThreads,
+        runs: 1 });
     positive(line, ['ms_median', 'ms_min']);
     expect(line.ms_min as number).toBeLessThanOrEqual(line.ms_median as number);
   });
 
   it('train-step adds images_per_s and the workers it ran on', () => {
     const line = bench(['--case', 'train-step', ...tiny]);
-    expect(line).toMatchObject({ case: 'train-step', workers: 1, threads: 1 });
+    expect(line).toMatchObject({ case: 'train-step', workers: 1, threads: allThreads });
     positive(line, ['ms_median', 'ms_min', 'images_per_s']);
   });
 
@@ -83,7 +89,8 @@ describe('npm run bench on bad input', () => {
     const bad = [
       ['--case', 'nope'],
       ['--case', 'unet-forward', '--threads', '0'],
-      ['--case', 'unet-forward', '--threads', '2'],
+      ['--case', 'unet-forward', '--threads', String(MAX_WASM_THREADS + 1)],
+      ['--case', 'unet-forward', '--backend', 'cpu', '--threads', '2'],
       ['--case', 'train-step', '--batch', '3', '--workers', '2'],
       ['--case', 'unet-forward', '--channels', '48'],
       ['--json'],

@@ -5,7 +5,7 @@ import { cpus } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { nodeGpuName } from '../../src/lib/runtime/node';
 import { saveUNet, type Trainer } from '../../src/lib/diffusion';
-import { IMAGE_SIZE } from '../../src/lib/data/datasets';
+import { IMAGE_SHAPES } from '../../src/lib/data/datasets';
 import {
   parseModelCard, type LossPoint, type ModelCard, type Recommended, type TrainingRecord,
 } from '../../src/lib/models/card';
@@ -33,11 +33,12 @@ export async function exportModel(o: ExportOptions) {
   const bytes = await saveUNet(tr.ema ?? tr.params, meta);
   const previous = existsSync(paths.card)
     ? parseModelCard(readJsonFile<unknown>(paths.card), paths.card) : null;
+  const { size: imageSize, channels: imageChannels } = IMAGE_SHAPES[run.dataset];
   const card: ModelCard = {
     name,
     dataset: run.dataset,
     architecture: {
-      imageChannels: 1, channels: run.channels, classes: o.classNames.length, imageSize: IMAGE_SIZE,
+      imageChannels, channels: run.channels, classes: o.classNames.length, imageSize,
     },
     schedule: { kind: run.schedule, T: run.timesteps },
     classNames: o.classNames,

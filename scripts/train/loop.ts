@@ -2,7 +2,7 @@
 // learning rate, with a checkpoint every few minutes, until the run ends or is stopped.
 import * as tf from '@tensorflow/tfjs-core';
 import { trainStep, type Trainer } from '../../src/lib/diffusion';
-import { IMAGE_SIZE, gatherImages, type Dataset } from '../../src/lib/data/datasets';
+import { batchShape, gatherImages, type Dataset } from '../../src/lib/data/datasets';
 import { batchIndices } from '../../src/lib/data/batches';
 import type { Shards } from '../data-parallel';
 import { learningRate } from './lr';
@@ -29,8 +29,8 @@ export async function trainLoop(o: LoopOptions): Promise<void> {
   };
   while (state.step < o.totalSteps && state.step < o.stopAt && !o.stopping()) {
     const indices = batchIndices(run.seed, state.step, o.images, run.batch);
-    const shape: [number, number, number, number] = [run.batch, IMAGE_SIZE, IMAGE_SIZE, 1];
-    const x0 = tf.tensor4d(gatherImages(data, indices), shape); // [B, 28, 28, 1]
+    const shape = batchShape(data, run.batch);
+    const x0 = tf.tensor4d(gatherImages(data, indices), shape); // [B, H, W, C]
     const labels = indices.map((i) => data.labels[i]);
     tr.adam.lr = learningRate(run.lr, run.warmup, state.step);
     const value = shards ? await shards.step(tr, x0, labels)

@@ -15,7 +15,7 @@ import type { PeakFrom } from './lr';
 export const VALUE_FLAGS = [
   'dataset', 'data', 'channels', 'timesteps', 'schedule', 'epochs', 'batch', 'seed', 'out', 'lr',
   'warmup', 'label-dropout', 'ema', 'backend', 'limit', 'checkpoint-minutes', 'stop-at',
-  'checkpoints', 'models', 'guidance', 'workers', 'init',
+  'checkpoints', 'models', 'guidance', 'workers', 'init', 'threads',
 ];
 export const SWITCHES = ['resume'];
 

@@ -6,15 +6,22 @@ import * as tf from '@tensorflow/tfjs-core';
 import { readSafetensors, writeSafetensors, type HostTensor } from '../diffusion/weights';
 
 export interface ClassifierConfig {
-  imageSize: number; // 28
+  imageSize: number; // 28 (MNIST, Fashion-MNIST) or 32 (CIFAR-10)
+  imageChannels: number; // 1 (grey) or 3 (RGB); cards written before CIFAR-10 leave it out: 1
   classes: number; // 10
   channels: number; // C: convs C, C (stride 2), 2C, 2C (stride 2)
   features: number; // F: the penultimate layer, whose activations the Frechet distance compares
 }
 
 export const DEFAULT_CLASSIFIER: ClassifierConfig = {
-  imageSize: 28, classes: 10, channels: 32, features: 64,
+  imageSize: 28, imageChannels: 1, classes: 10, channels: 32, features: 64,
 };
+
+/** A classifier card's architecture; one written before CIFAR-10 has no imageChannels: 1. */
+export function classifierConfig(architecture: Omit<ClassifierConfig, 'imageChannels'>
+  & { imageChannels?: number }): ClassifierConfig {
+  return { ...architecture, imageChannels: architecture.imageChannels ?? 1 };
+}
 export type ClassifierParams = Record<string, tf.Tensor>;
 
 /** Every parameter's name and shape. */
@@ -24,7 +31,7 @@ export function classifierShapes(c: ClassifierConfig): Record<string, number[]> 
     throw new Error(`imageSize must be divisible by 4, received ${c.imageSize}`);
   }
   return {
-    'conv1.weight': [3, 3, 1, C], 'conv1.bias': [C],
+    'conv1.weight': [3, 3, c.imageChannels, C], 'conv1.bias': [C],
     'conv2.weight': [3, 3, C, C], 'conv2.bias': [C],
     'conv3.weight': [3, 3, C, 2 * C], 'conv3.bias': [2 * C],
     'conv4.weight': [3, 3, 2 * C, 2 * C], 'conv4.bias': [2 * C],
@@ -55,7 +62,7 @@ const dense = (p: ClassifierParams, name: string, x: tf.Tensor2D, activation?: '
     a: x, b: p[`${name}.weight`] as tf.Tensor2D, bias: p[`${name}.bias`], activation,
   });
 
-/** The F features of each image: [B, H, W, 1] -> [B, F] (after ReLU). */
+/** The F features of each image: [B, H, W, io] -> [B, F] (after ReLU). */
 export function classifierFeatures(p: ClassifierParams, x: tf.Tensor4D): tf.Tensor2D {
   return tf.tidy(() => {
     const h1 = conv(p, 'conv1', x, 1); // [B, H, W, C]
@@ -66,7 +73,7 @@ export function classifierFeatures(p: ClassifierParams, x: tf.Tensor4D): tf.Tens
   }) as tf.Tensor2D;
 }
 
-/** Class scores before softmax: [B, H, W, 1] -> [B, K]. */
+/** Class scores before softmax: [B, H, W, io] -> [B, K]. */
 export function classifierLogits(p: ClassifierParams, x: tf.Tensor4D): tf.Tensor2D {
   return tf.tidy(() => dense(p, 'logits', classifierFeatures(p, x))) as tf.Tensor2D;
 }
@@ -81,16 +88,17 @@ export function classifierLoss(p: ClassifierParams, c: ClassifierConfig, x: tf.T
   }) as tf.Scalar;
 }
 
-/** Predicted class and features of images given as [N, H, W] row-major floats in [-1, 1]. */
+/** Predicted class and features of images given as [N, H, W, io] row-major floats in [-1, 1]. */
 export async function classify(p: ClassifierParams, c: ClassifierConfig, images: Float32Array,
   batch = 250) {
-  const px = c.imageSize * c.imageSize;
+  const px = c.imageSize * c.imageSize * c.imageChannels;
   const n = images.length / px;
   const predicted = new Int32Array(n);
   const features = new Float32Array(n * c.features);
   for (let at = 0; at < n; at += batch) {
     const b = Math.min(batch, n - at);
-    const shape: [number, number, number, number] = [b, c.imageSize, c.imageSize, 1];
+    const shape: [number, number, number, number] =
+      [b, c.imageSize, c.imageSize, c.imageChannels]; // [B, H, W, io]
     const x = tf.tensor4d(images.subarray(at * px, (at + b) * px), shape);
     const f = classifierFeatures(p, x);
     const logits = dense(p, 'logits', f);

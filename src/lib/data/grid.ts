@@ -1,5 +1,5 @@
-// A labelled grid of 28x28 images: one row per label, the label's number drawn at its row's left.
-import { IMAGE_SIZE } from './datasets';
+// A labelled grid of images (28x28 grey, or any size, grey or RGB): one row per label, the label's
+// number drawn at its row's left.
 import { greyLevel } from './png';
 
 // 3x5 bitmaps of the digits 0-9, one string of 15 pixels each, row by row.
@@ -11,16 +11,20 @@ const DIGITS = [
 export interface GridOptions {
   scale?: number; // each pixel drawn as scale x scale (default 2)
   gap?: number; // pixels between images (default 2)
+  size?: number; // each image's height and width (default 28)
+  channels?: 1 | 3; // grey or RGB (default 1)
 }
 
 /**
- * Draws images ([N, 28, 28] row-major in [-1, 1]) grouped by label: one row per distinct label in
- * order of first appearance, up to the longest group's length across. Returns grey pixels and the
- * grid's size.
+ * Draws images ([N, H, W, C] row-major in [-1, 1], H = W = size, C = channels) grouped by label:
+ * one row per distinct label in order of first appearance, up to the longest group's length
+ * across. Returns the grid's pixels ([height, width, C] row-major, 0..255), size and C.
  */
 export function labelledGrid(images: Float32Array, labels: readonly number[],
   opts: GridOptions = {}) {
-  const px = IMAGE_SIZE * IMAGE_SIZE;
+  const size = opts.size ?? 28;
+  const channels = opts.channels ?? 1;
+  const px = size * size * channels;
   if (images.length !== labels.length * px) {
     throw new Error(`received ${images.length / px} images for ${labels.length} labels`);
   }
@@ -30,37 +34,42 @@ export function labelledGrid(images: Float32Array, labels: readonly number[],
     label, items: labels.flatMap((l, i) => (l === label ? [i] : [])),
   }));
   const cols = Math.max(...rows.map((r) => r.items.length));
-  const cell = IMAGE_SIZE * scale;
+  const cell = size * scale;
   const digits = Math.max(...rows.map((r) => String(r.label).length));
   const margin = (digits * 4 + 1) * scale; // room for the label's digits
   const width = margin + cols * (cell + gap) + gap;
   const height = rows.length * (cell + gap) + gap;
-  const pixels = new Uint8Array(width * height).fill(64); // dark grey background
+  const pixels = new Uint8Array(width * height * channels).fill(64); // dark grey background
   rows.forEach(({ label, items }, r) => {
     const top = gap + r * (cell + gap);
-    drawNumber(pixels, width, label, scale, Math.round(top + cell / 2 - 2.5 * scale), scale);
-    items.forEach((i, c) => {
-      const left = margin + gap + c * (cell + gap);
+    const mid = Math.round(top + cell / 2 - 2.5 * scale);
+    drawNumber(pixels, { width, channels, scale }, label, scale, mid);
+    items.forEach((i, col) => {
+      const left = margin + gap + col * (cell + gap);
       for (let y = 0; y < cell; y++) {
         for (let x = 0; x < cell; x++) {
-          const v = images[i * px + Math.floor(y / scale) * IMAGE_SIZE + Math.floor(x / scale)];
-          pixels[(top + y) * width + left + x] = greyLevel(v);
+          const from = i * px + (Math.floor(y / scale) * size + Math.floor(x / scale)) * channels;
+          const to = ((top + y) * width + left + x) * channels;
+          for (let c = 0; c < channels; c++) pixels[to + c] = greyLevel(images[from + c]);
         }
       }
     });
   });
-  return { pixels, width, height };
+  return { pixels, width, height, channels };
 }
 
-function drawNumber(pixels: Uint8Array, width: number, n: number, left: number, top: number,
-  scale: number) {
+/** Draws n's digits in white, their top left corner at (left, top). */
+function drawNumber(pixels: Uint8Array, g: { width: number; channels: number; scale: number },
+  n: number, left: number, top: number) {
+  const { width, channels, scale } = g;
   [...String(n)].forEach((ch, k) => {
     const glyph = DIGITS[Number(ch)] ?? '';
     for (let i = 0; i < glyph.length; i++) {
       if (glyph[i] !== '1') continue;
       const [gx, gy] = [left + (k * 4 + (i % 3)) * scale, top + Math.floor(i / 3) * scale];
       for (let dy = 0; dy < scale; dy++) {
-        for (let dx = 0; dx < scale; dx++) pixels[(gy + dy) * width + gx + dx] = 255;
+        const at = ((gy + dy) * width + gx) * channels;
+        pixels.fill(255, at, at + scale * channels); // one row of a glyph pixel, every channel
       }
     }
   });

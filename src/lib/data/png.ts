@@ -1,5 +1,5 @@
-// The one PNG helper: 8-bit grey images (PNG spec: signature, IHDR, IDAT, IEND), with node:zlib,
-// and images in [-1, 1] as grey levels or as a data: URL for a page built at build time.
+// The one PNG helper: 8-bit grey or RGB images (PNG spec: signature, IHDR, IDAT, IEND), with
+// node:zlib, and images in [-1, 1] as grey levels or as a data: URL for a page built at build time.
 import { deflateSync } from 'node:zlib';
 
 export const PNG_SIGNATURE = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a);
@@ -29,21 +29,35 @@ function chunk(type: string, data: Uint8Array): Uint8Array {
 
 /** Encodes `pixels` ([height, width] row-major, 0..255) as a greyscale PNG. */
 export function encodeGreyPng(pixels: Uint8Array, width: number, height: number): Uint8Array {
+  return encodePng(pixels, width, height, 1);
+}
+
+/**
+ * Encodes `pixels` ([height, width, channels] row-major, 0..255) as a PNG: greyscale for 1
+ * channel, RGB (colour type 2) for 3.
+ */
+export function encodePng(pixels: Uint8Array, width: number, height: number,
+  channels: 1 | 3): Uint8Array {
+  if (channels !== 1 && channels !== 3) {
+    throw new Error(`a PNG here has 1 (grey) or 3 (RGB) channels, received ${channels}`);
+  }
   const sized = Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0;
-  if (!sized || pixels.length !== width * height) {
-    const needs = `a ${width}x${height} PNG needs ${width * height} pixels`;
-    throw new Error(`${needs}, received ${pixels.length}`);
+  if (!sized || pixels.length !== width * height * channels) {
+    const count = width * height;
+    const needs = channels === 1 ? `${count} pixels` : `${count * 3} values (${count} RGB pixels)`;
+    throw new Error(`a ${width}x${height} PNG needs ${needs}, received ${pixels.length}`);
   }
   const ihdr = new Uint8Array(13);
   const view = new DataView(ihdr.buffer);
   view.setUint32(0, width);
   view.setUint32(4, height);
-  // bit depth 8, colour type 0 (grey), deflate, adaptive filtering, no interlace
-  ihdr.set([8, 0, 0, 0, 0], 8);
-  // each row: filter byte 0 (none), then the pixels
-  const raw = new Uint8Array(height * (width + 1));
+  // bit depth 8, colour type 0 (grey) or 2 (RGB), deflate, adaptive filtering, no interlace
+  ihdr.set([8, channels === 1 ? 0 : 2, 0, 0, 0], 8);
+  // each row: filter byte 0 (none), then the pixels' values
+  const row = width * channels;
+  const raw = new Uint8Array(height * (row + 1));
   for (let y = 0; y < height; y++) {
-    raw.set(pixels.subarray(y * width, (y + 1) * width), y * (width + 1) + 1);
+    raw.set(pixels.subarray(y * row, (y + 1) * row), y * (row + 1) + 1);
   }
   const idat = new Uint8Array(deflateSync(raw));
   const parts = [

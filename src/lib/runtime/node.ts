@@ -1,6 +1,7 @@
 // Backend set-up for Node (CLIs and tests). The browser's version is in ./browser.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import { registerWasmConvGrad } from './wasm-conv-grad';
+import { startWasmBackend } from './wasm-threads';
 
 export type NodeBackend = 'wasm' | 'cpu' | 'webgpu';
 export const NODE_BACKENDS: NodeBackend[] = ['wasm', 'cpu', 'webgpu'];
@@ -33,15 +34,22 @@ export function nodeGpuName(): string | null {
   return gpuName;
 }
 
+export interface NodeBackendOptions {
+  /** wasm only: XNNPACK threads (the threaded SIMD build when above 1; see ./wasm-threads.ts).
+   * 1 unless given; the CLIs pass every core. Fixed by the first call in a process. */
+  threads?: number;
+}
+
 /** Sets a tfjs backend in Node, with gradients for training; webgpu goes through Dawn (the
  * `webgpu` package). */
-export async function useNodeBackend(name: NodeBackend): Promise<void> {
+export async function useNodeBackend(name: NodeBackend, options: NodeBackendOptions = {})
+  : Promise<void> {
   if (!NODE_BACKENDS.includes(name)) {
     throw new Error(`unknown backend "${name}": expected one of ${NODE_BACKENDS.join(', ')}`);
   }
   await registerGradients();
   if (name === 'wasm') {
-    await import('@tensorflow/tfjs-backend-wasm');
+    await startWasmBackend(options.threads ?? 1);
     registerWasmConvGrad();
   } else if (name === 'cpu') {
     await import('@tensorflow/tfjs-backend-cpu');
