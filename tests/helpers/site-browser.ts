@@ -10,15 +10,32 @@ const TYPES: Record<string, string> = {
   '.safetensors': 'application/octet-stream', '.xml': 'application/xml', '.txt': 'text/plain',
 };
 
-/** A static server for `root` on a free port; resolves to its origin. */
-export async function serveDir(root: string): Promise<{ origin: string; server: Server }> {
+/** The headers of the `/*` block of a Netlify-style `_headers` file (what public/_headers
+ * ships). */
+export function parseHeadersFile(text: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  let inAll = false;
+  for (const line of text.split('\n')) {
+    if (/^\S/.test(line)) inAll = line.trim() === '/*';
+    const m = /^\s+([\w-]+):\s*(.+)$/.exec(line);
+    if (inAll && m) headers[m[1]] = m[2].trim();
+  }
+  return headers;
+}
+
+/** A static server for `root` on a free port; resolves to its origin. With `headersFile`, it sends
+ * the headers of root/_headers as a static host would (cross-origin isolation). */
+export async function serveDir(root: string, { headersFile = false } = {})
+  : Promise<{ origin: string; server: Server }> {
+  const extra = headersFile ? parseHeadersFile(await readFile(join(root, '_headers'), 'utf8')) : {};
   const server = createServer(async (req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname));
     let file = join(root, path);
     try {
       if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
       const body = await readFile(file);
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
+      res.writeHead(200,
+        { ...extra, 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
       res.end(body);
     } catch {
       res.writeHead(404, { 'content-type': 'text/plain' });

@@ -20,6 +20,26 @@ export function forcedBackend(search: string): BrowserBackend | null {
   return name as BrowserBackend;
 }
 
+/** The most threads tfjs's wasm build gives XNNPACK (a constant in its C++). */
+const MAX_WASM_THREADS = 4;
+
+/**
+ * The wasm threads for this page: `?threads=N` (1 to 4), else every core up to 4. Threads need a
+ * cross-origin isolated page (the COOP and COEP headers the site sends; SharedArrayBuffer exists
+ * only there); elsewhere wasm runs one thread whatever is asked.
+ */
+export function wasmThreads(search: string): number {
+  const asked = new URLSearchParams(search).get('threads');
+  if (asked === null || asked === '') {
+    return Math.min(MAX_WASM_THREADS, navigator.hardwareConcurrency || 1);
+  }
+  const n = Number(asked);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_WASM_THREADS) {
+    throw new Error(`?threads=${asked} is not a thread count: expected 1 to ${MAX_WASM_THREADS}`);
+  }
+  return n;
+}
+
 /** Names of CPU-emulated GPUs, as adapters and renderers report them. */
 const SOFTWARE = /swiftshader|llvmpipe|lavapipe|software/i;
 
@@ -66,8 +86,34 @@ async function webgpuProblem(forced: boolean): Promise<string | null> {
   return null;
 }
 
+/**
+ * Starts tfjs's wasm backend, threaded where the page is cross-origin isolated. Its C++ sizes the
+ * thread pool as min(logical cores / 2, 4), so 2 cores give 1 thread whatever setThreadsCount
+ * asks: while it starts, navigator.hardwareConcurrency reports each core twice. Returns the
+ * threads it runs.
+ */
+async function startWasm(threads: number): Promise<number> {
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
+  const urls = await import('./cells/wasm-urls');
+  wasm.setWasmPaths(urls.wasmFileMap, true);
+  const cores = navigator.hardwareConcurrency || 1;
+  const threaded = globalThis.crossOriginIsolated === true && threads > 1;
+  if (!threaded) tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+  wasm.setThreadsCount(threaded ? threads : 1);
+  Object.defineProperty(navigator, 'hardwareConcurrency',
+    { value: threaded ? 2 * cores : cores, configurable: true });
+  try {
+    if (!(await tf.setBackend('wasm'))) throw new Error('tfjs could not initialise wasm');
+  } finally {
+    delete (navigator as { hardwareConcurrency?: number }).hardwareConcurrency;
+  }
+  registerWasmConvGrad();
+  return wasm.getThreadsCount();
+}
+
 /** Loads one backend's code and makes it current; returns why it failed, or null. */
-async function trySetBackend(name: BrowserBackend, forced: boolean): Promise<string | null> {
+async function trySetBackend(name: BrowserBackend, forced: boolean, threads: number)
+  : Promise<string | null> {
   try {
     if (name === 'webgpu') {
       const problem = await webgpuProblem(forced);
@@ -78,10 +124,7 @@ async function trySetBackend(name: BrowserBackend, forced: boolean): Promise<str
       if (problem) return problem;
       await import('@tensorflow/tfjs-backend-webgl');
     } else if (name === 'wasm') {
-      const wasm = await import('@tensorflow/tfjs-backend-wasm');
-      const urls = await import('./cells/wasm-urls');
-      wasm.setWasmPaths(urls.wasmFileMap, true);
-      registerWasmConvGrad();
+      Object.assign(window, { __tfWasmThreads: await startWasm(threads) });
     } else {
       await import('@tensorflow/tfjs-backend-cpu');
     }
@@ -94,11 +137,12 @@ async function trySetBackend(name: BrowserBackend, forced: boolean): Promise<str
 }
 
 /** Sets the first backend that works (or the forced one) and returns its name; throws with every
- * reason if none does. */
-export async function initBrowserBackend(forced: BrowserBackend | null): Promise<BrowserBackend> {
+ * reason if none does. `threads`: wasm's, where the page allows them (see wasmThreads). */
+export async function initBrowserBackend(forced: BrowserBackend | null, { threads = 1 } = {})
+  : Promise<BrowserBackend> {
   const reasons: string[] = [];
   for (const name of forced ? [forced] : BACKEND_ORDER) {
-    const problem = await trySetBackend(name, forced !== null);
+    const problem = await trySetBackend(name, forced !== null, threads);
     if (!problem) return name;
     reasons.push(`${name}: ${problem}`);
   }

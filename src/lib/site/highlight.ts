@@ -80,6 +80,8 @@ export async function highlightTs(code: string, symbols: Record<string, string> 
     themes: { light: 'github-light', dark: 'github-dark' },
     defaultColor: 'light',
     includeExplanation: true,
+    // no time limit: on a busy machine a line cut off at Shiki's 500 ms loses its explanation
+    tokenizeTimeLimit: 0,
     transformers: [symbolTransformer(symbols)],
   });
 }

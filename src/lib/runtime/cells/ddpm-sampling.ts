@@ -1,13 +1,14 @@
 // DDPM sampling cell: Algorithm 2 over all T steps, with a strip of x_t and of the x_0 estimate at
 // chosen steps.
-import { ddpmSample, plainEps } from '../../diffusion';
 import type { CellContext } from './controller';
 import { drawImages } from './draw';
-import { siteModel, startEngine, yieldToPage } from './engine';
+import { library, siteModel, startEngine, yieldToPage } from './engine';
+import { startRecording } from './record';
 import { labelsFor, snapshotSteps } from './sampling';
 
 export async function run(ctx: CellContext) {
   await startEngine(ctx);
+  const { ddpmSample, plainEps } = await library();
   const model = await siteModel(ctx);
   ctx.show('source', model.source);
   const batch = ctx.tiny ? 1 : ctx.number('batch');
@@ -18,10 +19,15 @@ export async function run(ctx: CellContext) {
   const stripX0 = new Float32Array(snaps.length * 784);
   let lastDraw = 0;
   const grid = { range: [-1, 1] as [number, number], cols: Math.min(batch, 8) };
-  const eps = plainEps(model.params, model.config, labels);
-  const x0 = await ddpmSample(eps, model.schedule, [batch, 28, 28, 1], {
+  const recording = await startRecording(ctx);
+  const { schedule } = model;
+  const phase = recording.phase({ name: 'DDPM', sampler: 'ddpm', steps: T, schedule });
+  const eps = phase.wrap(plainEps(model.params, model.config, labels));
+  const x0 = await phase.recording(ddpmSample(eps, model.schedule, [batch, 28, 28, 1], {
     seed: ctx.seed, signal: ctx.signal,
-    onStep: async ({ step, steps, t, xt, x0: x0Hat }) => {
+    onStep: async (info) => {
+      const { step, steps, t, xt, x0: x0Hat } = info;
+      await phase.record(info);
       ctx.progress(step, steps);
       const j = snaps.indexOf(step);
       if (j >= 0) {
@@ -41,7 +47,7 @@ export async function run(ctx: CellContext) {
       }
       await yieldToPage();
     },
-  });
+  }));
   try {
     drawImages(ctx.canvas('samples'), await x0.data(), batch, 28, 28, grid);
     ctx.show('caption', `x_0 after ${T} steps${labels ? ` of class ${labels[0]}` : ''}`);

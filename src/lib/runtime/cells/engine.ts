@@ -2,11 +2,15 @@
 // set and a debug hook for tests. Loaded by the first Run on a page, a code-split chunk with tfjs.
 /// <reference types="vite/client" />
 import * as tf from '@tensorflow/tfjs-core';
-import { forcedBackend, initBrowserBackend, type BrowserBackend } from '../browser';
+import {
+  forcedBackend, initBrowserBackend, wasmThreads, type BrowserBackend,
+} from '../browser';
+import * as bundled from '../../diffusion';
 import {
   initParams, loadUNet, makeSchedule,
   type Params, type Schedule, type ScheduleKind, type UNetConfig,
 } from '../../diffusion';
+import { pageEdits } from '../edit/store';
 import { parseModelCard, SCHEDULE_KINDS } from '../../models/card';
 import type { CellContext } from './controller';
 
@@ -22,10 +26,34 @@ export interface Model {
 
 export interface Digits { labels: Uint8Array; pixels: Uint8Array; count: number }
 
+/** The library's API, as bundled or as the reader edited it. */
+export type Library = typeof bundled;
+
 /** One page, one session: promises so that cells starting at once share a single load. */
 const session: {
   backend?: Promise<BrowserBackend>; models: Map<string, Promise<Model>>; digits?: Promise<Digits>;
+  /** The library built from the page's edits, and the edits it was built from. */
+  edited?: { key: string; library: Promise<Library> };
 } = { models: new Map() };
+
+/**
+ * The library that cells run: the bundled one while no pane on the page is edited, else the one
+ * built from the edits (../edit/graph.ts, loaded only then; rebuilt when the edits change). A
+ * syntax error rejects, and the panes show it.
+ */
+export function library(): Promise<Library> {
+  const edits = pageEdits();
+  if (!edits.size) return Promise.resolve(bundled);
+  const key = JSON.stringify([...edits].sort());
+  if (session.edited?.key !== key) {
+    const built = import('../edit/graph').then((graph) => graph.buildLibrary(new Map(edits), tf));
+    session.edited = { key, library: built };
+    built.catch(() => {
+      if (session.edited?.key === key) session.edited = undefined;
+    });
+  }
+  return session.edited.library;
+}
 
 const BASE = import.meta.env.BASE_URL.replace(/\/?$/, '/');
 /** The random model of `?cells=tiny` and `?model=random`: the paper's MNIST UNet at 32 channels. */
@@ -34,7 +62,8 @@ export const RANDOM_CONFIG: UNetConfig = { imageChannels: 1, channels: 32, class
 /** Sets the backend once per page (the first cell to run decides), shows it on the cell, and
  * installs the test hook. */
 export async function startEngine(ctx: CellContext): Promise<typeof tf> {
-  session.backend ??= initBrowserBackend(forcedBackend(ctx.search));
+  session.backend ??= initBrowserBackend(forcedBackend(ctx.search),
+    { threads: wasmThreads(ctx.search) });
   session.backend.catch(() => (session.backend = undefined));
   ctx.setBackend(await session.backend);
   Object.assign(window, { __tfMemory: () => tf.memory(), __tfBackend: () => tf.getBackend() });
@@ -46,8 +75,15 @@ export async function startEngine(ctx: CellContext): Promise<typeof tf> {
 export const SITE_MODELS = ['mnist', 'mnist-64', 'fashion-mnist'];
 
 /** A trained site model, fetched once (`mnist` unless named); random weights for `?cells=tiny` and
- * `?model=random`. */
-export function siteModel(ctx: CellContext, name = SITE_MODELS[0]): Promise<Model> {
+ * `?model=random`. Its schedule comes from library(), so that an edited schedule region counts. */
+export async function siteModel(ctx: CellContext, name = SITE_MODELS[0]): Promise<Model> {
+  const model = await loadedModel(ctx, name);
+  if (!pageEdits().size) return model;
+  const { kind, T } = model.schedule;
+  return { ...model, schedule: (await library()).makeSchedule(kind, T) };
+}
+
+function loadedModel(ctx: CellContext, name: string): Promise<Model> {
   if (!SITE_MODELS.includes(name)) {
     throw new Error(`unknown site model "${name}": expected one of ${SITE_MODELS.join(', ')}`);
   }

@@ -1,10 +1,10 @@
 // Forward noising: x_t = sqrt(alphaBar_t) x_0 + sqrt(1 - alphaBar_t) eps for a real digit, with
 // each schedule's curves.
 import * as tf from '@tensorflow/tfjs-core';
-import { makeSchedule, qSample, randn, rngFromSeed, type ScheduleKind } from '../../diffusion';
+import type { ScheduleKind } from '../../diffusion';
 import type { CellContext } from './controller';
 import { drawCurves, drawImages } from './draw';
-import { digitBatch, digits, startEngine } from './engine';
+import { digitBatch, digits, library, startEngine } from './engine';
 
 export const live = true;
 
@@ -16,6 +16,7 @@ const STRIP = 8;
 
 export async function run(ctx: CellContext) {
   await startEngine(ctx);
+  const { makeSchedule, qSample, randn, rngFromSeed } = await library();
   const d = await digits();
   const kind = ctx.value('schedule') as ScheduleKind;
   const T = Math.round(ctx.number('T'));

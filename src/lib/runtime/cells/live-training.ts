@@ -2,14 +2,12 @@
 // with the loss curve and DDIM samples from the current weights drawn as it trains. After a run (or
 // a cancel) that trained at least one step, its weights are offered as a .safetensors download in
 // PyTorch's names and layouts (saveUNet), with the schedule and T in the metadata.
-import {
-  createTrainer, ddimSample, disposeAdam, initParams, makeSchedule, plainEps, rngFromSeed,
-  saveUNet, trainStep, type Trainer,
-} from '../../diffusion';
+import { saveUNet, type Trainer } from '../../diffusion';
 import type { CellContext } from './controller';
 import { drawCurves, drawImages } from './draw';
 import {
-  digitBatch, digits, RANDOM_CONFIG, startEngine, throwIfAborted, yieldToPage,
+  digitBatch, digits, library, RANDOM_CONFIG, startEngine, throwIfAborted, yieldToPage,
+  type Library,
 } from './engine';
 
 const SUBSETS: Record<string, number[]> = {
@@ -19,6 +17,8 @@ const SAMPLE_ROWS = 6;
 
 export async function run(ctx: CellContext) {
   await startEngine(ctx);
+  const lib = await library();
+  const { createTrainer, disposeAdam, initParams, makeSchedule, rngFromSeed, trainStep } = lib;
   // tfjs-core registers no gradients by itself
   await import('@tensorflow/tfjs-core/dist/register_all_gradients');
   const d = await digits();
@@ -70,7 +70,7 @@ export async function run(ctx: CellContext) {
         ctx.show('loss-value', `step ${step}: loss ${last}, ${ms} ms per step`);
       }
       if (step % sampleEvery === 0 || step === steps) {
-        rows.push(await sampleRow(ctx, tr, sampleLabels, sampleSteps));
+        rows.push(await sampleRow(ctx, lib, tr, sampleLabels, sampleSteps));
         const all = new Float32Array(rows.length * sampleLabels.length * 784);
         rows.forEach((r, k) => all.set(r, k * r.length));
         drawImages(ctx.canvas('samples'), all, rows.length * sampleLabels.length, 28, 28,
@@ -100,8 +100,8 @@ export async function run(ctx: CellContext) {
 }
 
 /** Samples one row from the current weights, always from the same noise (the run's seed). */
-async function sampleRow(ctx: CellContext, tr: Trainer, labels: number[],
-  steps: number): Promise<Float32Array> {
+async function sampleRow(ctx: CellContext, { ddimSample, plainEps }: Library, tr: Trainer,
+  labels: number[], steps: number): Promise<Float32Array> {
   const x0 = await ddimSample(plainEps(tr.params, tr.config, labels), tr.schedule,
     [labels.length, 28, 28, 1], { seed: ctx.seed + 1, steps, signal: ctx.signal });
   try {

@@ -3,12 +3,11 @@
 // loadUNet, then sampled with DDIM (eta and guidance w from the controls). The schedule and T come
 // from the file's metadata when it has them, else from the controls, whose defaults are the
 // paper's (paper-linear, T = 300, 50 DDIM steps).
-import {
-  ddimSample, guidedEps, loadUNet, makeSchedule, type Params, type ScheduleKind, type UNetConfig,
-} from '../../diffusion';
+import { loadUNet, type Params, type ScheduleKind, type UNetConfig } from '../../diffusion';
 import type { CellContext } from './controller';
 import { drawImages } from './draw';
-import { startEngine, yieldToPage } from './engine';
+import { library, startEngine, yieldToPage } from './engine';
+import { startRecording } from './record';
 import { asSafetensors } from '../pth';
 import { elapsedMs } from './sampling';
 
@@ -60,6 +59,7 @@ export async function run(ctx: CellContext) {
   const file = ctx.root.querySelector<HTMLInputElement>('input[type="file"]')?.files?.[0];
   if (!file) throw new Error('choose or drop a .safetensors or .pth file first');
   await startEngine(ctx);
+  const { ddimSample, guidedEps, makeSchedule, plainEps } = await library();
   const { name, config, params, metadata } = await loadFile(ctx, file);
   const { kind, T, why } = pickSchedule(ctx, metadata);
   const schedule = makeSchedule(kind, T);
@@ -76,14 +76,21 @@ export async function run(ctx: CellContext) {
     + `, ${config.classes === null ? 'unconditional' : `${config.classes} classes`}; ${kind}, `
     + `T = ${T}${why}`);
   const start = performance.now();
-  const epsFn = guidedEps(params, config, labels, w); // the plain conditional eps at w = 1
-  const x0 = await ddimSample(epsFn, schedule, [batch, size, size, io], {
+  const recording = await startRecording(ctx);
+  // the step-through recomputes eps_c and eps_u of image 0: the network with labels [y, none]
+  const pair = labels && w !== 1 ? plainEps(params, config, [labels[0], null]) : undefined;
+  const phase = recording.phase({ name: 'DDIM', sampler: 'ddim', steps, eta, schedule,
+    w: pair ? w : undefined });
+  // the plain conditional eps at w = 1
+  const epsFn = phase.wrap(guidedEps(params, config, labels, w), pair);
+  const x0 = await phase.recording(ddimSample(epsFn, schedule, [batch, size, size, io], {
     seed: ctx.seed, steps, eta, signal: ctx.signal,
-    onStep: async ({ step, steps: n }) => {
-      ctx.progress(step, n);
+    onStep: async (info) => {
+      await phase.record(info);
+      ctx.progress(info.step, info.steps);
       await yieldToPage();
     },
-  });
+  }));
   try {
     drawImages(ctx.canvas('samples'), await x0.data(), batch, size, size,
       { range: [-1, 1], cols: 8, channels: io as 1 | 3 });

@@ -2,18 +2,18 @@
 // channels) and its time. The blocks are the library's own (conv, block, condition, upsample2x of
 // src/lib/diffusion/unet.ts), wired as epsTheta wires them; the result is checked against epsTheta.
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  block, condition, conv, epsTheta, qSample, randn, rngFromSeed, upsample2x, type Params,
-  type UNetConfig,
-} from '../../diffusion';
+import type { Params, UNetConfig } from '../../diffusion';
 import type { CellContext } from './controller';
 import { drawImages } from './draw';
-import { digitBatch, digits, siteModel, startEngine, yieldToPage } from './engine';
+import {
+  digitBatch, digits, library, siteModel, startEngine, yieldToPage, type Library,
+} from './engine';
 
 type Stage = { name: string; run: (v: Record<string, tf.Tensor4D>) => tf.Tensor4D };
 
 /** The UNet as named stages; each reads earlier outputs by name (the skip connections). */
-function stages(p: Params, c: UNetConfig, t: number[], y: number | null): Stage[] {
+function stages(lib: Library, p: Params, c: UNetConfig, t: number[], y: number | null): Stage[] {
+  const { block, condition, conv, upsample2x } = lib;
   const [x1, x2, x3] = ['down_block1', 'down_block2 (stride 2)', 'down_block3'];
   const [x4, h1, h2] = ['down_block4 (stride 2)', 'middle_block.conv1', 'middle_block.conv2'];
   const [cond, middle] = ['condition (t, y)', 'middle + x4 + condition'];
@@ -36,6 +36,8 @@ function stages(p: Params, c: UNetConfig, t: number[], y: number | null): Stage[
 
 export async function run(ctx: CellContext) {
   await startEngine(ctx);
+  const lib = await library();
+  const { epsTheta, qSample, randn, rngFromSeed } = lib;
   const [model, d] = await Promise.all([siteModel(ctx), digits()]);
   ctx.show('source', model.source);
   const { config: c, params: p, schedule: s } = model;
@@ -57,7 +59,7 @@ export async function run(ctx: CellContext) {
     const reference = epsTheta(p, c, xt, [t], [y]);
     values.reference = reference;
     await reference.data();
-    const list = stages(p, c, [t], y);
+    const list = stages(lib, p, c, [t], y);
     let total = 0;
     for (const [k, stage] of list.entries()) {
       const start = performance.now();
