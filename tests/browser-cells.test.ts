@@ -2,16 +2,15 @@
 // and on wasm, at the `?cells=tiny` settings: one image, a few steps, a random 32-channel model,
 // through the readers' code path.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium, type Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import {
   readSafetensors, rngFromSeed, torchShapes, writeSafetensors, type HostTensor, type UNetConfig,
 } from '../src/lib/diffusion';
 import { callPickle, fromHost, withPickle, writePth } from './helpers/pth-writer';
 import {
-  canvasPng, CHROMIUM_ARGS, launchChromium, runCell, serveDir,
+  canvasPng, CHROMIUM_ARGS, runCell, useSiteBrowser,
 } from './helpers/site-browser';
 import { siteDist } from './helpers/site-dist';
 
@@ -30,28 +29,9 @@ function randomCheckpoint(config: UNetConfig): Buffer {
   return Buffer.from(writeSafetensors(tensors, { schedule: 'cosine', T: '20' }));
 }
 
-let origin = '';
-let server: Server;
-let browser: Browser;
+const site = useSiteBrowser();
 
-beforeAll(async () => {
-  ({ origin, server } = await serveDir(siteDist()));
-  browser = await launchChromium();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  server?.close();
-});
-
-/** A fresh page that records page errors. */
-async function open(path: string): Promise<{ page: Page; errors: string[] }> {
-  const page = await browser.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(origin + path);
-  return { page, errors };
-}
+const open = site.open;
 
 async function chooseCheckpoint(page: Page, buffer: Buffer, name = 'model.safetensors') {
   await page.locator('[data-run-cell="load-checkpoint"] input[type="file"]').setInputFiles({ name, mimeType: 'application/octet-stream', buffer });
@@ -113,7 +93,7 @@ describe('cells on wasm', () => {
       for (const name of others) expect((await runCell(page, name)).state).toBe('done');
     }
     expect(await tensors()).toBe(before);
-    await page.goto(`${origin}${LAB}?backend=wasm`); // full settings, so that there is time to cancel
+    await page.goto(`${site.origin}${LAB}?backend=wasm`); // full settings, so that there is time to cancel
     const root = page.locator('[data-run-cell="live-training"]');
     await root.locator('button[data-run]').click();
     await page.waitForFunction(() => /step [2-9]/.test(document.querySelector('[data-run-cell="live-training"] [data-progress-text]')?.textContent ?? ''), null, { timeout: 120_000 });
@@ -284,7 +264,7 @@ describe('a page with cells', () => {
       args: CHROMIUM_ARGS.filter((a) => a !== '--enable-unsafe-webgpu').concat('--disable-features=WebGPU') });
     try {
       const page = await plain.newPage();
-      await page.goto(`${origin}${LAB}?backend=webgpu&cells=tiny`);
+      await page.goto(`${site.origin}${LAB}?backend=webgpu&cells=tiny`);
       const result = await runCell(page, 'forward-noising');
       expect(result.state).toBe('error');
       expect(result.error).toMatch(/^WebGPU is not available here: .*Remove \?backend=webgpu/);
@@ -304,7 +284,7 @@ describe('a page with cells', () => {
   });
 
   it('loads no tfjs code until the first run', async () => {
-    const page = await browser.newPage();
+    const page = await site.browser.newPage();
     // each script is recorded as it arrives and read later, so none is missed while its body loads
     const responses: Promise<{ url: string; tfjs: boolean }>[] = [];
     page.on('response', (response) => {
@@ -313,7 +293,7 @@ describe('a page with cells', () => {
         ({ url: response.url(), tfjs: body.includes('TENSORLIKE_CHECK_SHAPE_CONSISTENCY') })));
     });
     const { path, cells } = pagesWithCells().find((p) => p.cells.some((c) => c !== 'load-checkpoint'))!;
-    await page.goto(`${origin}${path}?backend=wasm&cells=tiny`, { waitUntil: 'networkidle' });
+    await page.goto(`${site.origin}${path}?backend=wasm&cells=tiny`, { waitUntil: 'networkidle' });
     let scripts = await Promise.all(responses);
     const before = scripts.length;
     expect(before).toBeGreaterThan(0);

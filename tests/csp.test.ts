@@ -3,29 +3,16 @@
 // In headless Chromium on wasm at `?cells=tiny`, every page loads, every cell runs, a .pth loads
 // and an edited region runs, with no `securitypolicyviolation` reported.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import type { Server } from 'node:http';
 import { join, relative } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import { rngFromSeed, torchShapes } from '../src/lib/diffusion';
 import { getRegion } from '../src/lib/site/regions';
 import { fromHost, writePth } from './helpers/pth-writer';
-import { launchChromium, runCell, serveDir } from './helpers/site-browser';
+import { runCell, useSiteBrowser } from './helpers/site-browser';
 import { siteDist } from './helpers/site-dist';
 
-let origin = '';
-let server: Server;
-let browser: Browser;
-
-beforeAll(async () => {
-  ({ origin, server } = await serveDir(siteDist()));
-  browser = await launchChromium();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  server?.close();
-});
+const site = useSiteBrowser();
 
 function htmlPages(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
@@ -39,7 +26,7 @@ const policyOf = (html: string) =>
 
 /** A page that records CSP violations (and page errors) from before its first script. */
 async function open(path: string): Promise<{ page: Page; violations: string[]; errors: string[] }> {
-  const page = await browser.newPage();
+  const page = await site.browser.newPage();
   const violations: string[] = [];
   const errors: string[] = [];
   await page.exposeFunction('__cspViolation', (v: string) => violations.push(v));
@@ -48,7 +35,7 @@ async function open(path: string): Promise<{ page: Page; violations: string[]; e
       `${e.effectiveDirective} blocked ${e.blockedURI} at ${e.sourceFile}:${e.lineNumber}`)));
   page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) violations.push(m.text()); });
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(origin + path);
+  await page.goto(site.origin + path);
   return { page, violations, errors };
 }
 

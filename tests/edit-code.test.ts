@@ -3,37 +3,17 @@
 // functions call it (guidedEps calls guide, ddimSample calls ddimStep); a syntax or runtime error
 // shows in the pane and ends the run in the error state; Reset draws the library's pixels again;
 // and twenty runs with an edited region leak no tensor.
-import type { Server } from 'node:http';
-import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import { getRegion } from '../src/lib/site/regions';
-import { canvasPng, launchChromium, runCell, serveDir } from './helpers/site-browser';
-import { siteDist } from './helpers/site-dist';
+import { canvasPng, runCell, useSiteBrowser } from './helpers/site-browser';
 
 const GUIDANCE = '/chapters/07-guidance/';
 const DDIM = '/chapters/06-ddim/';
 
-let origin = '';
-let server: Server;
-let browser: Browser;
+const site = useSiteBrowser();
 
-beforeAll(async () => {
-  ({ origin, server } = await serveDir(siteDist()));
-  browser = await launchChromium();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  server?.close();
-});
-
-async function open(path: string): Promise<{ page: Page; errors: string[] }> {
-  const page = await browser.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(origin + path);
-  return { page, errors };
-}
+const open = site.open;
 
 const figure = (page: Page, ref: string) => page.locator(`figure:has([data-region="${ref}"])`).first();
 

@@ -2,37 +2,17 @@
 // ?cells=tiny: a run records its steps, the scrubber (input[data-scrub], from the keyboard) picks
 // one, and hovering or focusing a symbol in a pane of a region that step ran, or in the equation
 // beside it, opens a popover ([data-value]) with that step's value. Recording leaks no tensors.
-import type { Server } from 'node:http';
-import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, runCell, serveDir } from './helpers/site-browser';
-import { siteDist } from './helpers/site-dist';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { runCell, useSiteBrowser } from './helpers/site-browser';
 
 const DDIM_PAGE = '/chapters/06-ddim/';
 const GUIDANCE_PAGE = '/chapters/07-guidance/';
 const STEP_PANE = '[data-region="ddim.ts#ddim-step"]';
 
-let origin = '';
-let server: Server;
-let browser: Browser;
+const site = useSiteBrowser();
 
-beforeAll(async () => {
-  ({ origin, server } = await serveDir(siteDist()));
-  browser = await launchChromium();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  server?.close();
-});
-
-async function open(path: string): Promise<{ page: Page; errors: string[] }> {
-  const page = await browser.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(origin + path);
-  return { page, errors };
-}
+const open = site.open;
 
 type Popover = { open: boolean; sym: string; step: string; hash: string; text: string; png: string };
 

@@ -3,6 +3,8 @@ import { createServer, type Server } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll } from 'vitest';
+import { siteDist } from './site-dist';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json',
@@ -83,4 +85,30 @@ export async function runCell(page: Page, name: string, timeout = 240_000): Prom
 /** A PNG data URL of a cell's canvas, to compare two runs. */
 export function canvasPng(page: Page, name: string, out: string): Promise<string> {
   return page.locator(`[data-run-cell="${name}"] canvas[data-out="${out}"]`).evaluate((c: HTMLCanvasElement) => c.toDataURL());
+}
+
+/** One test file's built site and browser: serves the site and launches Chromium before its tests
+ * and closes both after them. `open` makes a fresh page that records page errors. */
+export function useSiteBrowser() {
+  let server: Server | undefined;
+  const site = {
+    origin: '',
+    browser: undefined as unknown as Browser,
+    async open(path: string): Promise<{ page: Page; errors: string[] }> {
+      const page = await site.browser.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(site.origin + path);
+      return { page, errors };
+    },
+  };
+  beforeAll(async () => {
+    ({ origin: site.origin, server } = await serveDir(siteDist()));
+    site.browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await site.browser?.close();
+    server?.close();
+  });
+  return site;
 }

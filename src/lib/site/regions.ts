@@ -3,6 +3,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { REGION_END, REGION_REF, REGION_START } from './region-markers';
 
 /**
  * src/lib/diffusion: next to this file when run from source (vitest, tsx), else under the project
@@ -20,8 +21,6 @@ export interface Region {
   startLine: number; // 1-based line of the first code line in the file
 }
 
-const START = /^\s*\/\/ #region (\S+)\s*$/;
-const END = /^\s*\/\/ #endregion\b/;
 
 /** Removes the indentation common to every non-blank line. */
 export function dedent(lines: string[]): string[] {
@@ -36,14 +35,14 @@ export function parseRegions(file: string, source: string): Region[] {
   const regions: Region[] = [];
   let open: { name: string; start: number } | null = null;
   lines.forEach((line, i) => {
-    const start = line.match(START);
+    const start = line.match(REGION_START);
     if (start) {
       if (open) {
         throw new Error(`${file}:${i + 1}: region "${start[1]}" starts inside region `
           + `"${open.name}"; nested regions are not supported`);
       }
       open = { name: start[1], start: i + 1 };
-    } else if (END.test(line)) {
+    } else if (REGION_END.test(line)) {
       if (!open) throw new Error(`${file}:${i + 1}: #endregion without a matching #region`);
       const { name } = open;
       if (regions.some((r) => r.name === name)) {
@@ -71,7 +70,7 @@ export function listRegions(dir = LIBRARY_DIR): Region[] {
  * `where` names the page that asked, so that a build error says which chapter to fix.
  */
 export function getRegion(ref: string, where = 'a page', dir = LIBRARY_DIR): Region {
-  const m = /^([\w./-]+\.ts)#([\w-]+)$/.exec(ref);
+  const m = REGION_REF.exec(ref);
   if (!m) {
     throw new Error(`${where} names region "${ref}"; expected "FILE#REGION" with FILE relative `
       + 'to src/lib/diffusion, e.g. "forward.ts#q-sample"');

@@ -1,10 +1,11 @@
 // The pure text work behind editable code panes: put a reader's version of a region into its file,
 // find and rewrite a module's imports, and order the library's files so that each module's imports
 // exist before it. No DOM and no tfjs, so Node tests can check it.
+import { REGION_END, REGION_REF, REGION_START } from '../../site/region-markers';
 
 /** "ddim.ts#ddim-step" as its file and region name. */
 export function splitRef(ref: string): { file: string; name: string } {
-  const m = /^([\w.-]+\.ts)#([\w-]+)$/.exec(ref);
+  const m = REGION_REF.exec(ref);
   if (!m) {
     throw new Error(`region "${ref}" is not of the form "FILE#REGION", e.g. "ddim.ts#ddim-step"`);
   }
@@ -14,8 +15,6 @@ export function splitRef(ref: string): { file: string; name: string } {
 /** Where one region's code sits in a file after its edits: lines start..end, 1-based, inclusive. */
 export interface Span { name: string; start: number; end: number }
 
-const START = /^(\s*)\/\/ #region (\S+)\s*$/;
-const END = /^\s*\/\/ #endregion\b/;
 
 /**
  * `source` with the code between `// #region NAME` and its `// #endregion` replaced by
@@ -30,10 +29,10 @@ export function applyEdits(file: string, source: string, edits: Record<string, s
   const pending = new Set(Object.keys(edits));
   for (let i = 0; i < lines.length; i++) {
     out.push(lines[i]);
-    const name = START.exec(lines[i])?.[2];
+    const name = REGION_START.exec(lines[i])?.[1];
     if (!name || !pending.has(name)) continue;
     let end = i + 1;
-    while (end < lines.length && !END.test(lines[end])) end++;
+    while (end < lines.length && !REGION_END.test(lines[end])) end++;
     if (end === lines.length) throw new Error(`${file}: region "${name}" has no // #endregion`);
     const body = lines.slice(i + 1, end);
     const indents = body.filter((l) => l.trim()).map((l) => /^[ \t]*/.exec(l)![0]);
