@@ -12,10 +12,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { nodeGpuName, useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
 import {
   createTrainer, ddimSample, disposeAdam, epsTheta, guidedEps, initParams, makeSchedule,
-  trainStep, type Trainer, type UNetConfig,
+  type Trainer, type UNetConfig,
 } from '../src/lib/diffusion';
 import { num, parseFlags, runMain, threadsFlag, type Flags } from './cli';
 import { startShards } from './data-parallel';
+// trainStep, with Adam and the EMA as one kernel on webgpu, as npm run train runs it
+import { fusedTrainStep } from '../src/lib/runtime/webgpu/fused-adam';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -69,7 +71,7 @@ async function table(flags: Flags) {
     const x0 = tf.randomUniform([trainB, 28, 28, 1], -1, 1) as tf.Tensor4D;
     const labels = Array.from({ length: trainB }, (_, i) => i % 10);
     const step = await time(repeats, async () => {
-      const loss = trainStep(tr, x0, labels);
+      const loss = fusedTrainStep(tr, x0, labels);
       await loss.data();
       loss.dispose();
     });
@@ -205,7 +207,7 @@ async function caseTimes(o: CaseOptions, config: UNetConfig): Promise<number[]> 
     try {
       return await timeRuns(o.repeats, async () => {
         if (shards) return void await shards.step(tr, x0, labelsOf(B));
-        const loss = trainStep(tr, x0, labelsOf(B));
+        const loss = fusedTrainStep(tr, x0, labelsOf(B));
         await loss.data();
         loss.dispose();
       });
@@ -260,8 +262,8 @@ async function kernelCounts(o: CaseOptions, config: UNetConfig) {
   // no label dropout: every step takes the class-embedding path, so the count is the same at
   // every batch size and seed
   const { tr, free } = trainerFor(config, 0);
-  tf.dispose(trainStep(tr, x, labelsOf(B))); // Adam's first step, outside the count
-  const train = await countKernels(o.backend, async () => trainStep(tr, x, labelsOf(B)));
+  tf.dispose(fusedTrainStep(tr, x, labelsOf(B))); // Adam's first step, outside the count
+  const train = await countKernels(o.backend, async () => fusedTrainStep(tr, x, labelsOf(B)));
   free();
   // one guided DDIM step: a 2-step call less a 1-step call (the same start, one step more)
   const s = makeSchedule('paper-linear', 300);

@@ -81,6 +81,35 @@ describe.each(['webgpu', 'wasm'])('the sampling cell on %s', (backend) => {
   }, 300_000);
 });
 
+describe.each(['webgpu', 'wasm'])('the load-checkpoint cell on %s', (backend) => {
+    it('draw the same pixels from a .pth (cpu or cuda:0 storages) as from its .safetensors', async () => {
+      const { page, errors } = await open(`${LAB}?backend=${backend}&cells=tiny`);
+      const random = randomCheckpoint({ imageChannels: 1, channels: 32, classes: 10 });
+      const host = readSafetensors(new Uint8Array(random)).tensors;
+      const files: [string, Uint8Array][] = [
+        ['plain.safetensors', writeSafetensors(Object.fromEntries(host))], // no metadata, as a .pth
+        ['cpu.pth', writePth(fromHost(host))],
+        ['cuda.pth', writePth(fromHost(host), { location: 'cuda:0' })],
+      ];
+      const drawn: string[] = [];
+      for (const [name, bytes] of files) {
+        await chooseCheckpoint(page, Buffer.from(bytes), name);
+        expect(await runCell(page, 'load-checkpoint')).toMatchObject({ state: 'done', blank: [] });
+        drawn.push(await canvasPng(page, 'load-checkpoint', 'samples'));
+      }
+      expect(drawn[1]).toBe(drawn[0]);
+      expect(drawn[2]).toBe(drawn[0]);
+      for (const [module, name] of [['os', 'system'], ['builtins', 'eval']]) {
+        await chooseCheckpoint(page, Buffer.from(withPickle(callPickle(module, name, 'id'))), 'evil.pth');
+        const evil = await runCell(page, 'load-checkpoint');
+        expect(evil.state).toBe('error');
+        expect(evil.error).toMatch(new RegExp(`^evil\\.pth is not a compatible model: .*${module}\\.${name}`));
+      }
+      expect(errors).toEqual([]);
+      await page.close();
+    });
+});
+
 describe('cells on wasm', () => {
   it('keep tf.memory() flat over repeated and cancelled runs of the other cells', async () => {
     const { page, errors } = await open(`${LAB}?backend=wasm&cells=tiny`);
@@ -141,33 +170,6 @@ describe('cells on wasm', () => {
     const rgb = await runCell(page, 'load-checkpoint');
     expect(rgb).toMatchObject({ state: 'done', blank: [] });
     expect(await page.locator('[data-run-cell="load-checkpoint"] [data-out="model"]').textContent()).toMatch(/3 image channels, unconditional; cosine, T = 20 \(from the file\)/);
-    expect(errors).toEqual([]);
-    await page.close();
-  });
-
-  it('draw the same pixels from a .pth (cpu or cuda:0 storages) as from its .safetensors', async () => {
-    const { page, errors } = await open(`${LAB}?backend=wasm&cells=tiny`);
-    const random = randomCheckpoint({ imageChannels: 1, channels: 32, classes: 10 });
-    const host = readSafetensors(new Uint8Array(random)).tensors;
-    const files: [string, Uint8Array][] = [
-      ['plain.safetensors', writeSafetensors(Object.fromEntries(host))], // no metadata, as a .pth
-      ['cpu.pth', writePth(fromHost(host))],
-      ['cuda.pth', writePth(fromHost(host), { location: 'cuda:0' })],
-    ];
-    const drawn: string[] = [];
-    for (const [name, bytes] of files) {
-      await chooseCheckpoint(page, Buffer.from(bytes), name);
-      expect(await runCell(page, 'load-checkpoint')).toMatchObject({ state: 'done', blank: [] });
-      drawn.push(await canvasPng(page, 'load-checkpoint', 'samples'));
-    }
-    expect(drawn[1]).toBe(drawn[0]);
-    expect(drawn[2]).toBe(drawn[0]);
-    for (const [module, name] of [['os', 'system'], ['builtins', 'eval']]) {
-      await chooseCheckpoint(page, Buffer.from(withPickle(callPickle(module, name, 'id'))), 'evil.pth');
-      const evil = await runCell(page, 'load-checkpoint');
-      expect(evil.state).toBe('error');
-      expect(evil.error).toMatch(new RegExp(`^evil\\.pth is not a compatible model: .*${module}\\.${name}`));
-    }
     expect(errors).toEqual([]);
     await page.close();
   });

@@ -1,7 +1,9 @@
 // The training loop of npm run train: one step of DDPM Algorithm 1 per batch, at the scheduled
 // learning rate, with a checkpoint every few minutes, until the run ends or is stopped.
 import * as tf from '@tensorflow/tfjs-core';
-import { trainStep, type Trainer } from '../../src/lib/diffusion';
+import type { Trainer } from '../../src/lib/diffusion';
+// trainStep with Adam and the EMA as one kernel on webgpu (the plain trainStep elsewhere)
+import { fusedTrainStep } from '../../src/lib/runtime/webgpu/fused-adam';
 import { batchShape, gatherImages, type Dataset } from '../../src/lib/data/datasets';
 import { batchIndices } from '../../src/lib/data/batches';
 import type { Shards } from '../data-parallel';
@@ -34,7 +36,7 @@ export async function trainLoop(o: LoopOptions): Promise<void> {
     const labels = indices.map((i) => data.labels[i]);
     tr.adam.lr = learningRate(run.lr, run.warmup, state.step);
     const value = shards ? await shards.step(tr, x0, labels)
-      : await lossValue(trainStep(tr, x0, labels));
+      : await lossValue(fusedTrainStep(tr, x0, labels));
     x0.dispose();
     if (!Number.isFinite(value)) {
       throw new Error(`the loss became ${value} at step ${state.step}: lower --lr`);
