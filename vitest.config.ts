@@ -10,8 +10,8 @@ export default defineConfig({
     // Two cores: run test files two at a time at most, each in its own process.
     pool: 'forks',
     maxWorkers: 2,
-    // the CLIs the tests spawn use one wasm thread each (scripts/cli.ts threadsFlag): two test
-    // files run at once on two cores
-    env: { DIFFUSION_THREADS: '1' },
+    // the CLIs the tests spawn use one core each (scripts/cli.ts defaultCores): two test files
+    // run at once on two cores
+    env: { DIFFUSION_CORES: '1' },
   },
 });

@@ -14,7 +14,7 @@ import {
   createTrainer, ddimSample, disposeAdam, epsTheta, guidedEps, initParams, makeSchedule,
   type Trainer, type UNetConfig,
 } from '../src/lib/diffusion';
-import { num, parseFlags, runMain, threadsFlag, type Flags } from './cli';
+import { defaultWorkers, num, parseFlags, runMain, threadsFlag, type Flags } from './cli';
 import { startShards } from './data-parallel';
 // trainStep, with Adam and the EMA as one kernel on webgpu, as npm run train runs it
 import { fusedTrainStep } from '../src/lib/runtime/webgpu/fused-adam';
@@ -124,9 +124,11 @@ function caseOptions(flags: Flags): CaseOptions {
     throw new Error(`--channels must be a multiple of 32 (GroupNorm has 32 groups), `
       + `received ${channels}`);
   }
-  const workers = num(flags, 'workers', 1, int(1));
-  const threads = threadsFlag(flags, { backend, workers });
   const batch = num(flags, 'batch', name === 'kernels' ? 2 : 16, int(1));
+  // train-step: the workers npm run train would use
+  const workers = num(flags, 'workers',
+    name === 'train-step' ? defaultWorkers(backend, batch) : 1, int(1));
+  const threads = threadsFlag(flags, { backend, workers });
   if (workers > 1 && name !== 'train-step') {
     throw new Error(`--workers applies to --case train-step only, received --case ${name}`);
   }

@@ -69,22 +69,37 @@ export function num(flags: Flags, name: string, fallback: number,
 }
 
 /**
- * --threads N: the wasm backend's threads. By default DIFFUSION_THREADS from the environment, else
- * every core (shared out among `workers` data-parallel workers, each with its own backend), at
- * most MAX_WASM_THREADS. Other backends run on 1. The tests set DIFFUSION_THREADS=1: they run two
- * processes at once on two cores, and XNNPACK's threads wait by spinning, so oversubscribed
- * threads are slower than one.
+ * The cores a CLI uses by default: DIFFUSION_CORES from the environment, else every core. The
+ * tests set DIFFUSION_CORES=1: they run two processes at once on two cores, and XNNPACK's threads
+ * wait by spinning, so threads that share a core are slower than one.
+ */
+export function defaultCores(): number {
+  const env = process.env.DIFFUSION_CORES;
+  if (env === undefined) return coreCount();
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 1 || n > 1024) {
+    const got = JSON.stringify(env);
+    throw new Error(`DIFFUSION_CORES must be a whole number of cores, received ${got}`);
+  }
+  return n;
+}
+
+/** Data-parallel workers by default: on wasm one per core (defaultCores), as many as divide the
+ * batch; 1 on other backends. */
+export function defaultWorkers(backend: string, batch: number): number {
+  const cores = backend === 'wasm' ? defaultCores() : 1;
+  return Array.from({ length: cores }, (_, i) => cores - i).find((w) => batch % w === 0) ?? 1;
+}
+
+/**
+ * --threads N: the wasm backend's threads; by default the cores (defaultCores) shared out among
+ * `workers` data-parallel workers, each with its own backend, at most MAX_WASM_THREADS. Other
+ * backends run on 1.
  */
 export function threadsFlag(flags: Flags, { backend, workers = 1 }:
   { backend: string; workers?: number }): number {
   const ok = (n: number) => Number.isInteger(n) && n >= 1 && n <= MAX_WASM_THREADS;
-  const env = process.env.DIFFUSION_THREADS;
-  if (env !== undefined && !ok(Number(env))) {
-    throw new Error(`DIFFUSION_THREADS must be a whole number from 1 to ${MAX_WASM_THREADS}, `
-      + `received ${JSON.stringify(env)}`);
-  }
-  const all = env !== undefined ? Number(env)
-    : Math.min(MAX_WASM_THREADS, Math.max(1, Math.floor(coreCount() / workers)));
+  const all = Math.min(MAX_WASM_THREADS, Math.max(1, Math.floor(defaultCores() / workers)));
   const threads = num(flags, 'threads', backend === 'wasm' ? all : 1, ok);
   if (threads > 1 && backend !== 'wasm') {
     throw new Error(`--threads ${threads} applies to the wasm backend only, received --backend `

@@ -4,7 +4,8 @@
 // Trains a class-conditional UNet with the library's own trainStep (DDPM Algorithm 1 with label
 // dropout and an EMA), checkpoints to checkpoints/NAME/ every few minutes and on Ctrl-C, and
 // exports the EMA weights with a model card to public/models/NAME.{safetensors,json}.
-// --workers W splits each batch over W cores (./data-parallel.ts).
+// --workers W splits each batch over W cores (./data-parallel.ts); on wasm the default is a worker
+// per core that divides the batch (DIFFUSION_CORES caps the cores, scripts/cli.ts).
 // The parts: train/run.ts (the run's configuration from its flags), train/lr.ts (the learning-rate
 // schedule), train/loop.ts (the loop), train/checkpoint.ts (the checkpoint format),
 // train/card.ts (the exported model and its card), train/signals.ts (Ctrl-C).
@@ -18,7 +19,7 @@ import {
 import { loadDataset } from '../src/lib/data/datasets';
 import { MODELS_DIR, modelPaths } from './models';
 import { startShards } from './data-parallel';
-import { need, num, parseFlags, runMain, threadsFlag, type Flags } from './cli';
+import { defaultWorkers, need, num, parseFlags, runMain, threadsFlag, type Flags } from './cli';
 import {
   SWITCHES, VALUE_FLAGS, freshConfig, initSource, isCount, resumedConfig, widenedInit,
   type InitSource, type RunConfig, type RunState,
@@ -46,16 +47,18 @@ async function main() {
   const stopAt = num(flags, 'stop-at', Infinity, (n) => isCount(n) || n === Infinity);
   const checkpointMs = num(flags, 'checkpoint-minutes', 5, (n) => n > 0) * 60_000;
   const backend = (typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend;
-  const workers = num(flags, 'workers', 1, (w) => isCount(w) && w <= 64);
-  if (workers > 1 && backend !== 'wasm') {
-    throw new Error(`--workers ${workers} needs the wasm backend (each worker is one core)`);
-  }
 
   const data = loadDataset(run.dataset, 'train', run.data ?? undefined);
   const images = run.limit === null ? data.count : Math.min(run.limit, data.count);
   const totalSteps = Math.ceil(epochs * Math.floor(images / run.batch));
   if (run.batch > images) {
     throw new Error(`--batch ${run.batch} is larger than the data set (${images} images)`);
+  }
+  // one data-parallel worker per core by default: threads would share only the convolutions
+  const workers = num(flags, 'workers', defaultWorkers(backend, run.batch),
+    (w) => isCount(w) && w <= 64);
+  if (workers > 1 && backend !== 'wasm') {
+    throw new Error(`--workers ${workers} needs the wasm backend (each worker is one core)`);
   }
   if (run.batch % workers) {
     throw new Error(`--batch ${run.batch} is not divisible by --workers ${workers}`);

@@ -10,9 +10,9 @@ import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
 import { npmRun, tempDir } from './helpers/tiny-datasets';
 import { coreCount, MAX_WASM_THREADS } from '../src/lib/runtime/wasm-threads';
 
-/** The CLIs' default: DIFFUSION_THREADS (1 in these tests, vitest.config.ts), else every core up
+/** The CLIs' default: DIFFUSION_CORES (1 in these tests, vitest.config.ts), else every core, up
  * to the most tfjs's wasm thread pool takes. */
-const allThreads = Number(process.env.DIFFUSION_THREADS ?? Math.min(coreCount(), MAX_WASM_THREADS));
+const allThreads = Math.min(MAX_WASM_THREADS, Number(process.env.DIFFUSION_CORES ?? coreCount()));
 
 /** The one JSON line a case prints, after checking it exited 0 and printed nothing else. */
 function bench(args: string[]): Record<string, unknown> {
