@@ -1,7 +1,7 @@
 // The optimizer update of a training step (Adam, then the EMA of the weights) as one WebGPU
 // program over all weights, instead of about 17 tfjs kernels per weight. The plain reference is
 // applyGradients in src/lib/diffusion/train.ts (adamStep in adam.ts);
-// tests/webgpu-fused-adam.test.ts checks that this computes what it computes.
+// tests/webgpu-fused-adam.test.ts checks that both give the same numbers.
 //
 // How it runs, per step: the gradients, weights, moments and EMA are copied (buffer copies, no
 // kernels) into five packed scratch buffers, one dispatch updates all of them, and the results are
