@@ -65,9 +65,10 @@ export async function run(ctx: CellContext) {
           { label: 'loss', values: losses, color: '#90caf9' },
           { label: 'moving average', values: smooth, color: '#0d47a1' },
         ], { log: true, title: 'L_simple per step (log scale)' });
-        const ms = ((performance.now() - start) / step).toFixed(0);
+        const ms = (performance.now() - start) / step; // sampling rows included
         const last = losses[step - 1].toFixed(4);
-        ctx.show('loss-value', `step ${step}: loss ${last}, ${ms} ms per step`);
+        const rate = `${ms.toFixed(0)} ms per step, ${((1000 * batch) / ms).toFixed(1)} images/s`;
+        ctx.show('loss-value', `step ${step}: loss ${last}, ${rate}`);
       }
       if (step % sampleEvery === 0 || step === steps) {
         rows.push(await sampleRow(ctx, lib, tr, sampleLabels, sampleSteps));
