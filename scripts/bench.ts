@@ -14,7 +14,9 @@ import {
   createTrainer, ddimSample, disposeAdam, epsTheta, guidedEps, initParams, makeSchedule,
   type Trainer, type UNetConfig,
 } from '../src/lib/diffusion';
-import { defaultWorkers, num, parseFlags, runMain, threadsFlag, type Flags } from './cli';
+import {
+  backendFlag, defaultWorkers, num, parseFlags, runMain, threadsFlag, type Flags,
+} from './cli';
 import { startShards } from './data-parallel';
 // trainStep, with Adam and the EMA as one kernel on webgpu, as npm run train runs it
 import { fusedTrainStep } from '../src/lib/runtime/webgpu/fused-adam';
@@ -40,7 +42,7 @@ async function time(repeats: number, f: () => Promise<void>): Promise<number> {
 
 /** The default output: a table of forward and training-step times over the `--channels` list. */
 async function table(flags: Flags) {
-  const backend = (typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend;
+  const backend = backendFlag(flags);
   const channels = (typeof flags.channels === 'string' ? flags.channels : '32,64')
     .split(',').map(Number);
   if (!channels.every((c) => Number.isInteger(c) && c >= 32 && c % 32 === 0)) {
@@ -118,7 +120,7 @@ function caseOptions(flags: Flags): CaseOptions {
     throw new Error(`unknown --case ${JSON.stringify(flags.case)}: expected one of `
       + CASES.join(', '));
   }
-  const backend = (typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend;
+  const backend = backendFlag(flags);
   const channels = num(flags, 'channels', 32, int(1));
   if (channels % 32) {
     throw new Error(`--channels must be a multiple of 32 (GroupNorm has 32 groups), `

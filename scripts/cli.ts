@@ -1,6 +1,7 @@
 // Shared command-line plumbing: flags, one-line errors, atomic writes.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import type { NodeBackend } from '../src/lib/runtime/node';
 import { coreCount, MAX_WASM_THREADS } from '../src/lib/runtime/wasm-threads';
 
 /** Parsed flags: a value flag's string, or `true` for a switch or a value flag given bare. */
@@ -47,6 +48,11 @@ export function parseFlags(argv: string[], known: string[], switches: string[] =
     last = name;
   }
   return flags;
+}
+
+/** --backend NAME, wasm unless given (useNodeBackend checks the name). */
+export function backendFlag(flags: Flags): NodeBackend {
+  return (typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend;
 }
 
 /** A required string flag. */

@@ -14,8 +14,10 @@
 // chosen, into the card's "recommended" block.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
-import { loadDataset, type DatasetName, type Dataset } from '../src/lib/data/datasets';
+import { useNodeBackend } from '../src/lib/runtime/node';
+import {
+  gatherImages, loadDataset, type DatasetName, type Dataset,
+} from '../src/lib/data/datasets';
 import { epochOrder } from '../src/lib/data/batches';
 import { encodePng } from '../src/lib/data/png';
 import { labelledGrid } from '../src/lib/data/grid';
@@ -27,7 +29,8 @@ import {
   ddimSettings, loadModel, MODELS_DIR, modelPaths, SAMPLE_CHUNK, sampleImages, type ModelCard,
 } from './models';
 import {
-  bool, need, num, parseFlags, readJsonFile, runMain, threadsFlag, writeAtomic, type Flags,
+  backendFlag, bool, need, num, parseFlags, readJsonFile, runMain, threadsFlag, writeAtomic,
+  type Flags,
 } from './cli';
 
 const FLAGS = [
@@ -47,7 +50,7 @@ async function main() {
   const extra = list('guidance', [0, 1, 2, 4]);
   const tuneWs = list('tune', []);
   const tuneSeeds = list('tune-seeds', [], (s) => Number.isInteger(s) && s >= 0);
-  const backend = (typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend;
+  const backend = backendFlag(flags);
   await useNodeBackend(backend, { threads: threadsFlag(flags, { backend }) });
 
   const model = loadModel(name, dir);
@@ -216,10 +219,7 @@ function perClassSubset(d: Dataset, K: number, seed: number) {
     picked.push(...mine);
     labels.push(...mine.map(() => c));
   }
-  const px = d.size * d.size * d.channels;
-  const images = new Float32Array(picked.length * px);
-  picked.forEach((i, k) => images.set(d.images.subarray(i * px, (i + 1) * px), k * px));
-  return { images, labels };
+  return { images: gatherImages(d, picked), labels };
 }
 
 async function score(judge: ReturnType<typeof loadJudge>, images: Float32Array, labels: number[],

@@ -3,12 +3,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
+import { useNodeBackend } from '../src/lib/runtime/node';
 import {
   ddimSample, ddimStep, ddimTimesteps, epsTheta, loadUNet, makeSchedule, plainEps, posterior,
   predictX0, qSample, type Labels,
 } from '../src/lib/diffusion';
-import { need, parseFlags, readJsonFile, runMain, writeAtomic } from './cli';
+import { backendFlag, need, parseFlags, readJsonFile, runMain, writeAtomic } from './cli';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -46,7 +46,7 @@ async function main() {
   const flags = parseFlags(process.argv.slice(2), ['fixture', 'out', 'backend']);
   const dir = need(flags, 'fixture');
   const out = need(flags, 'out');
-  await useNodeBackend((flags.backend ?? 'wasm') as NodeBackend);
+  await useNodeBackend(backendFlag(flags));
   const c = readJsonFile<Json>(join(dir, 'case.json'));
   let bytes: Uint8Array;
   try {

@@ -11,7 +11,7 @@
 // --timesteps T (the paper's paper-linear and 300 unless told) and the paper's DDIM-50, eta 0, w 1.
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
+import { useNodeBackend } from '../src/lib/runtime/node';
 import { encodePng } from '../src/lib/data/png';
 import { labelledGrid } from '../src/lib/data/grid';
 import {
@@ -19,7 +19,9 @@ import {
 } from './models';
 import { SCHEDULE_KINDS } from '../src/lib/models/card';
 import type { ScheduleKind } from '../src/lib/diffusion';
-import { bool, need, num, parseFlags, runMain, threadsFlag, writeAtomic } from './cli';
+import {
+  backendFlag, bool, need, num, parseFlags, runMain, threadsFlag, writeAtomic,
+} from './cli';
 
 const FLAGS = [
   'model', 'labels', 'per-label', 'sampler', 'steps', 'eta', 'guidance', 'seed', 'out', 'backend',
@@ -51,7 +53,7 @@ async function main() {
   if (sampler !== undefined && sampler !== 'ddpm' && sampler !== 'ddim') {
     throw new Error(`--sampler must be ddpm or ddim, received ${JSON.stringify(sampler)}`);
   }
-  const backend = (typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend;
+  const backend = backendFlag(flags);
 
   await useNodeBackend(backend, { threads: threadsFlag(flags, { backend }) });
   const models = typeof flags.models === 'string' ? resolve(flags.models) : MODELS_DIR;
@@ -92,16 +94,15 @@ async function main() {
     : `ddpm (${card.schedule.T} steps)`;
   process.stderr.write(`${tty ? '\r' : ''}${all.length} images from ${loaded.paths.name} `
     + `with ${how}, guidance ${settings.guidance}, seed ${seed} in ${seconds.toFixed(1)} s\n`);
+  const size = card.architecture.imageSize;
+  const channels = config.imageChannels === 1 ? 1 : 3;
   if (format === 'json') {
-    const size = card.architecture.imageSize;
     const rounded = Array.from(images, (v) => Math.round(v * 1e5) / 1e5);
     // grey: [N, H, W] as before; RGB: [N, H, W, 3]
-    const shape = [all.length, size, size, ...(config.imageChannels === 1 ? [] : [3])];
+    const shape = [all.length, size, size, ...(channels === 1 ? [] : [channels])];
     const body = { labels: all, shape, images: rounded };
     writeAtomic(out, JSON.stringify(body));
   } else {
-    const channels = config.imageChannels === 1 ? 1 : 3;
-    const size = card.architecture.imageSize;
     const grid = labelledGrid(images, all, { scale, size, channels });
     writeAtomic(out, encodePng(grid.pixels, grid.width, grid.height, channels));
   }

@@ -7,7 +7,7 @@ import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
+import { useNodeBackend } from '../src/lib/runtime/node';
 import {
   DATASETS, batchShape, gatherImages, loadDataset, type DatasetName,
 } from '../src/lib/data/datasets';
@@ -18,7 +18,7 @@ import {
   DEFAULT_CLASSIFIER, classifierLoss, classify, initClassifier, saveClassifier,
 } from '../src/lib/classifier/cnn';
 import { MODELS_DIR, modelPaths } from './models';
-import { need, num, parseFlags, runMain, writeAtomic } from './cli';
+import { backendFlag, need, num, parseFlags, runMain, writeAtomic } from './cli';
 
 const FLAGS = [
   'dataset', 'data', 'epochs', 'batch', 'lr', 'seed', 'out', 'models', 'limit', 'backend',
@@ -42,7 +42,7 @@ async function main() {
   const limit = num(flags, 'limit', Infinity, (l) => Number.isInteger(l) && l >= 1);
   const n = Math.min(train.count, limit);
   if (B > n) throw new Error(`--batch ${B} is larger than the data set (${n} images)`);
-  await useNodeBackend((typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend);
+  await useNodeBackend(backendFlag(flags));
 
   const config = { ...DEFAULT_CLASSIFIER, imageSize: train.size, imageChannels: train.channels };
   const flips = dataset === 'cifar10'; // mirror images are photos of the same class; digits not

@@ -12,14 +12,16 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
+import { useNodeBackend } from '../src/lib/runtime/node';
 import {
   createTrainer, initParams, makeSchedule, torchShapes, type Trainer, type UNetConfig,
 } from '../src/lib/diffusion';
 import { loadDataset } from '../src/lib/data/datasets';
 import { MODELS_DIR, modelPaths } from './models';
 import { startShards } from './data-parallel';
-import { defaultWorkers, need, num, parseFlags, runMain, threadsFlag, type Flags } from './cli';
+import {
+  backendFlag, defaultWorkers, need, num, parseFlags, runMain, threadsFlag, type Flags,
+} from './cli';
 import {
   SWITCHES, VALUE_FLAGS, freshConfig, initSource, isCount, resumedConfig, widenedInit,
   type InitSource, type RunConfig, type RunState,
@@ -46,7 +48,7 @@ async function main() {
   if (!Number.isFinite(epochs)) throw new Error('missing --epochs <value>');
   const stopAt = num(flags, 'stop-at', Infinity, (n) => isCount(n) || n === Infinity);
   const checkpointMs = num(flags, 'checkpoint-minutes', 5, (n) => n > 0) * 60_000;
-  const backend = (typeof flags.backend === 'string' ? flags.backend : 'wasm') as NodeBackend;
+  const backend = backendFlag(flags);
 
   const data = loadDataset(run.dataset, 'train', run.data ?? undefined);
   const images = run.limit === null ? data.count : Math.min(run.limit, data.count);

@@ -22,7 +22,7 @@ describe('the library zip', () => {
     const files = unzipSync(readFileSync(join(siteDist(), 'downloads', 'diffusion.zip')));
     expect(Object.keys(files)).toEqual(expect.arrayContaining(['diffusion/index.ts',
       'runtime/node.ts', 'runtime/wasm-conv-grad.ts', 'runtime/wasm-threads.ts',
-      'runtime/esm-hooks.mjs']));
+      'runtime/wasm-pool.ts', 'runtime/esm-hooks.mjs']));
     for (const [path, bytes] of Object.entries(files)) {
       mkdirSync(join(project, dirname(path)), { recursive: true });
       writeFileSync(join(project, path), bytes);

@@ -107,8 +107,8 @@ export function loadMnistJson(dir: string | null, split: Split): Dataset {
     labels.fill(digit, at, at + values.length / PIXELS);
     at += values.length / PIXELS;
   }
-  const grey = { size: IMAGE_SIZE, channels: 1 };
-  return { name: 'mnist', split, count, images, labels, classNames: CLASS_NAMES.mnist, ...grey };
+  const { mnist: shape } = IMAGE_SHAPES;
+  return { name: 'mnist', split, count, images, labels, classNames: CLASS_NAMES.mnist, ...shape };
 }
 // #endregion
 
@@ -141,8 +141,8 @@ export function loadFashionMnist(dir: string, split: Split): Dataset {
   const images = Float32Array.from(img.data, (v) => (v / 255) * 2 - 1); // bytes -> [-1, 1]
   const labels = Int32Array.from(lab.data);
   const classNames = CLASS_NAMES['fashion-mnist'];
-  const [count, size, channels] = [img.dims[0], IMAGE_SIZE, 1];
-  return { name: 'fashion-mnist', split, count, images, labels, classNames, size, channels };
+  const shape = IMAGE_SHAPES['fashion-mnist'];
+  return { name: 'fashion-mnist', split, count: img.dims[0], images, labels, classNames, ...shape };
 }
 // #endregion
 

@@ -4,6 +4,7 @@
 // forced. The Node version is ./node.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import { registerWasmConvGrad } from './wasm-conv-grad';
+import { MAX_WASM_THREADS } from './wasm-pool';
 
 export type BrowserBackend = 'webgpu' | 'webgl' | 'wasm' | 'cpu';
 export const BACKEND_ORDER: BrowserBackend[] = ['webgpu', 'webgl', 'wasm', 'cpu'];
@@ -19,9 +20,6 @@ export function forcedBackend(search: string): BrowserBackend | null {
   }
   return name as BrowserBackend;
 }
-
-/** The most threads tfjs's wasm build gives XNNPACK (a constant in its C++). */
-const MAX_WASM_THREADS = 4;
 
 /**
  * The wasm threads for this page: `?threads=N` (1 to 4), else every core up to 4. Threads need a
@@ -96,12 +94,14 @@ async function startWasm(threads: number): Promise<number> {
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
   const urls = await import('./cells/wasm-urls');
   wasm.setWasmPaths(urls.wasmFileMap, true);
-  const cores = navigator.hardwareConcurrency || 1;
   const threaded = globalThis.crossOriginIsolated === true && threads > 1;
   if (!threaded) tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
   wasm.setThreadsCount(threaded ? threads : 1);
-  Object.defineProperty(navigator, 'hardwareConcurrency',
-    { value: threaded ? 2 * cores : cores, configurable: true });
+  if (threaded) {
+    const cores = navigator.hardwareConcurrency || 1;
+    Object.defineProperty(navigator, 'hardwareConcurrency',
+      { value: 2 * cores, configurable: true });
+  }
   try {
     if (!(await tf.setBackend('wasm'))) throw new Error('tfjs could not initialise wasm');
   } finally {

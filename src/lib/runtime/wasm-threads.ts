@@ -12,15 +12,14 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { MAX_WASM_THREADS } from './wasm-pool';
 
 const require = createRequire(import.meta.url);
 const WASM_OUT = '@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd';
 
-/** The most threads tfjs's wasm build gives XNNPACK (a constant in its C++). */
-export const MAX_WASM_THREADS = 4;
+export { MAX_WASM_THREADS };
 
 /** The cores this process may use (the CLIs' default, up to MAX_WASM_THREADS). */
 export function coreCount(): number {
@@ -35,7 +34,7 @@ function writeWorkerScript(): string {
   const factory = require.resolve(`${WASM_OUT}.js`);
   const prefix = `URL.createObjectURL = () => ${JSON.stringify(factory)};\n`
     + 'URL.revokeObjectURL = () => {};\n';
-  const path = join(mkdtempSync(join(tmpdir(), 'tfjs-wasm-threads-')), 'worker.cjs');
+  const path = join(mkdtempSync(join(os.tmpdir(), 'tfjs-wasm-threads-')), 'worker.cjs');
   // tfjs escapes newlines the same way before it makes its blob: the contents hold "\n" escapes
   // that its template literal turned into line breaks inside string literals.
   writeFileSync(path, prefix + wasmWorkerContents.replace(/\n/g, '\\n'));

@@ -6,7 +6,8 @@ import { zipSync } from 'fflate';
 import { LIBRARY_DIR } from './regions';
 
 /** src/lib/runtime files that the zip holds: the Node backend set-up and what it imports. */
-export const RUNTIME_FILES = ['node.ts', 'wasm-conv-grad.ts', 'wasm-threads.ts', 'esm-hooks.mjs'];
+export const RUNTIME_FILES = ['node.ts', 'wasm-conv-grad.ts', 'wasm-threads.ts', 'wasm-pool.ts',
+  'esm-hooks.mjs'];
 
 /** The zip's files: diffusion/*.ts and the runtime files above. */
 export function libraryFiles(libraryDir = LIBRARY_DIR): Record<string, Uint8Array> {

@@ -6,14 +6,12 @@
 // the page's own tfjs (one instance, one backend) through a small re-export module. Loaded by the
 // first Run (or check) after an edit: neither sucrase nor the sources load with the page.
 import { transform } from 'sucrase';
-import type * as Bundled from '../../diffusion';
+import type { Library } from '../cells/engine';
 import {
   applyEdits, dependencyOrder, importsOf, libraryFile, reexportModule, rewriteImports, splitRef,
   type Span,
 } from './source';
 import { reportEditErrors, type Edits } from './store';
-
-export type Library = typeof Bundled;
 
 /** src/lib/diffusion/*.ts as shipped, file name to text (this chunk only). */
 const RAW = import.meta.glob<string>('../../diffusion/*.ts',

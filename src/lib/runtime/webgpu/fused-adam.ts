@@ -92,14 +92,11 @@ interface Slot {
   out: tf.TensorInfo[];
 }
 
-/** Splits the weights into runs of at most `limit` elements, in order. */
+/** Splits the weights into runs of at most `limit` elements, in order (none is larger). */
 function chunksOf<T extends { size: number }>(slots: T[], limit: number): T[][] {
   const chunks: T[][] = [[]];
   let filled = 0;
   for (const slot of slots) {
-    if (slot.size > limit) {
-      throw new Error(`a weight of ${slot.size} elements: expected at most ${limit} per binding`);
-    }
     if (filled + slot.size > limit) {
       chunks.push([]);
       filled = 0;
@@ -138,7 +135,10 @@ function adamEmaKernel({ inputs, backend, attrs }: {
   const { maxStorageBufferBindingSize, maxBufferSize } = device.limits;
   const limit = a.chunkElements ?? Math.floor(Math.min(maxStorageBufferBindingSize,
     maxBufferSize) / 4);
-  chunksOf(weights, limit);
+  const huge = weights.find((w) => w.size > limit);
+  if (huge) {
+    throw new Error(`a weight of ${huge.size} elements: expected at most ${limit} per binding`);
+  }
 
   const buffer = (t: tf.TensorInfo) => {
     gpu.uploadToGPU(t.dataId); // values still on the CPU (small tensors) go up first
