@@ -146,7 +146,7 @@ export function epsTheta(p: Params, c: UNetConfig, xt: tf.Tensor4D, t: number[],
 }
 // #endregion
 
-function checkInputs(c: UNetConfig, xt: tf.Tensor4D, t: readonly number[], y?: Labels) {
+export function checkInputs(c: UNetConfig, xt: tf.Tensor4D, t: readonly number[], y?: Labels) {
   const [B, H, W, io] = xt.shape;
   if (io !== c.imageChannels || H % 4 || W % 4) throw new Error(`x_t has shape [${xt.shape}]; `
     + `expected [B, H, W, ${c.imageChannels}] with H and W divisible by 4`);
