@@ -12,8 +12,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { nodeGpuName, useNodeBackend, type NodeBackend } from '../src/lib/runtime/node';
 import {
   createTrainer, ddimSample, disposeAdam, epsTheta, guidedEps, initParams, makeSchedule,
-  type Trainer, type UNetConfig,
+  trainStep, type Trainer, type UNetConfig,
 } from '../src/lib/diffusion';
+// the UNet as the CLIs and cells run it: one kernel per GroupNorm block on webgpu
+import { fusedEpsTheta, fusedGuidedEps } from '../src/lib/runtime/fused-unet';
 import {
   backendFlag, defaultWorkers, num, parseFlags, runMain, threadsFlag, type Flags,
 } from './cli';
@@ -63,7 +65,7 @@ async function table(flags: Flags) {
     const params = initParams(config, 0);
     const forward = (b: number) => time(repeats, async () => {
       const x = tf.randomNormal([b, 28, 28, 1]) as tf.Tensor4D;
-      const eps = epsTheta(params, config, x, Array(b).fill(100), Array(b).fill(3));
+      const eps = fusedEpsTheta(params, config, x, Array(b).fill(100), Array(b).fill(3));
       await eps.data();
       tf.dispose([x, eps]);
     });
@@ -226,14 +228,14 @@ async function caseTimes(o: CaseOptions, config: UNetConfig): Promise<number[]> 
     if (o.name === 'unet-forward') {
       return await timeRuns(o.repeats, async () => {
         const x = tf.randomNormal([B, 28, 28, 1]) as tf.Tensor4D;
-        const eps = epsTheta(params, config, x, Array(B).fill(100), labelsOf(B));
+        const eps = fusedEpsTheta(params, config, x, Array(B).fill(100), labelsOf(B));
         await eps.data();
         tf.dispose([x, eps]);
       });
     }
     const schedule = makeSchedule('paper-linear', 300);
     const labels = Array.from({ length: B }, () => Math.floor(Math.random() * 10));
-    const epsFn = guidedEps(params, config, labels, o.guidance);
+    const epsFn = fusedGuidedEps(params, config, labels, o.guidance);
     return await timeRuns(o.repeats, async () => {
       const x = await ddimSample(epsFn, schedule, [B, 28, 28, 1], { steps: o.steps, seed: 0 });
       await x.data();
@@ -244,7 +246,10 @@ async function caseTimes(o: CaseOptions, config: UNetConfig): Promise<number[]> 
   }
 }
 
-/** Kernels launched by `f` (awaited), and the views among them (VIEW_KERNELS). */
+/** Kernels launched by `f` (awaited), and the views among them (VIEW_KERNELS). An op that
+ *  wraps its kernels for a custom gradient (tf.fused.conv2d, tf.fused.matMul) is profiled under
+ *  its scope name, `...__op`, beside the kernel it runs: those entries launch nothing and are not
+ *  counted. */
 async function countKernels(backend: NodeBackend, f: () => Promise<tf.Tensor>) {
   const info = await tf.profile(async () => {
     const out = await f();
@@ -252,34 +257,52 @@ async function countKernels(backend: NodeBackend, f: () => Promise<tf.Tensor>) {
     return out;
   });
   tf.dispose(info.result);
-  const views = info.kernels.filter((k) => VIEW_KERNELS[backend].includes(k.name)).length;
-  return { kernels: info.kernels.length - views, views };
+  const launched = info.kernels.filter((k) => !k.name.endsWith('__op'));
+  const views = launched.filter((k) => VIEW_KERNELS[backend].includes(k.name)).length;
+  return { kernels: launched.length - views, views };
 }
 
-/** Kernel counts of one forward, one training step and one guided DDIM step. */
-async function kernelCounts(o: CaseOptions, config: UNetConfig) {
+type Net = typeof epsTheta;
+type Step = typeof trainStep;
+type Guided = typeof guidedEps;
+
+/** Kernel counts of one forward, one training step and one guided DDIM step, on the network and
+ *  step given. */
+async function kernelCountsOf(o: CaseOptions, config: UNetConfig, net: Net, step: Step,
+  guided: Guided) {
   const B = o.batch;
   const params = initParams(config, 0);
   const x = tf.randomNormal([B, 28, 28, 1]) as tf.Tensor4D;
   const forward = await countKernels(o.backend, async () =>
-    epsTheta(params, config, x, Array(B).fill(100), labelsOf(B)));
+    net(params, config, x, Array(B).fill(100), labelsOf(B)));
   // no label dropout: every step takes the class-embedding path, so the count is the same at
   // every batch size and seed
   const { tr, free } = trainerFor(config, 0);
-  tf.dispose(fusedTrainStep(tr, x, labelsOf(B))); // Adam's first step, outside the count
-  const train = await countKernels(o.backend, async () => fusedTrainStep(tr, x, labelsOf(B)));
+  tf.dispose(step(tr, x, labelsOf(B))); // Adam's first step, outside the count
+  const train = await countKernels(o.backend, async () => step(tr, x, labelsOf(B)));
   free();
   // one guided DDIM step: a 2-step call less a 1-step call (the same start, one step more)
   const s = makeSchedule('paper-linear', 300);
-  const epsFn = guidedEps(params, config, labelsOf(B), o.guidance);
+  const epsFn = guided(params, config, labelsOf(B), o.guidance);
   const sample = (steps: number) => countKernels(o.backend, () =>
     ddimSample(epsFn, s, [B, 28, 28, 1], { steps, seed: 0 }));
   const [one, two] = [await sample(1), await sample(2)];
   tf.dispose([x, ...Object.values(params)]);
+  return { forward, train, sample: { kernels: two.kernels - one.kernels,
+    views: two.views - one.views } };
+}
+
+/** Kernel counts of the path the CLIs run (fused network and update), and of the plain core
+ *  (epsTheta, trainStep, guidedEps) as `plain_...`. */
+async function kernelCounts(o: CaseOptions, config: UNetConfig) {
+  const fast = await kernelCountsOf(o, config, fusedEpsTheta, fusedTrainStep, fusedGuidedEps);
+  const plain = await kernelCountsOf(o, config, epsTheta, trainStep, guidedEps);
   return {
-    forward_kernels: forward.kernels, forward_views: forward.views,
-    train_step_kernels: train.kernels, train_step_views: train.views,
-    sample_step_kernels: two.kernels - one.kernels, sample_step_views: two.views - one.views,
+    forward_kernels: fast.forward.kernels, forward_views: fast.forward.views,
+    train_step_kernels: fast.train.kernels, train_step_views: fast.train.views,
+    sample_step_kernels: fast.sample.kernels, sample_step_views: fast.sample.views,
+    plain_forward_kernels: plain.forward.kernels, plain_train_step_kernels: plain.train.kernels,
+    plain_sample_step_kernels: plain.sample.kernels,
   };
 }
 

@@ -7,9 +7,10 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import * as tf from '@tensorflow/tfjs-core';
 import { useNodeBackend } from '../src/lib/runtime/node';
 import {
-  applyGradients, makeSchedule, simpleLoss, stepDraws,
+  applyGradients, makeSchedule, stepDraws,
   type Labels, type Schedule, type ScheduleKind, type Trainer, type UNetConfig,
 } from '../src/lib/diffusion';
+import { fusedSimpleLoss } from '../src/lib/runtime/fused-unet';
 
 interface Setup {
   config: UNetConfig; schedule: { kind: ScheduleKind; T: number };
@@ -26,7 +27,7 @@ type ShardResult = { loss: number; grads: Float32Array[] } | { error: string };
 async function shardGradients(params: tf.Variable[], setup: Setup, s: Schedule, job: ShardJob) {
   const p = Object.fromEntries(setup.names.map((n, i) => [n, params[i]]));
   const [x0, eps] = [tf.tensor4d(job.x0, job.shape), tf.tensor4d(job.eps, job.shape)];
-  const f = () => simpleLoss(p, setup.config, s, x0, job.t, eps, job.y);
+  const f = () => fusedSimpleLoss(p, setup.config, s, x0, job.t, eps, job.y);
   const { value, grads } = tf.variableGrads(f, params);
   // a weight unused by this shard (class_emb when all its labels were dropped): gradient 0
   const out = await Promise.all(params.map(async (v) =>

@@ -6,10 +6,12 @@ import { basename, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { readJsonFile } from './cli';
 import {
-  ddimSample, ddpmSample, guidedEps, loadUNet, makeSchedule, type Params, type UNetConfig,
+  ddimSample, ddpmSample, loadUNet, makeSchedule, type Params, type UNetConfig,
 } from '../src/lib/diffusion';
 import { parseModelCard, type ModelCard } from '../src/lib/models/card';
 import { asSafetensors } from '../src/lib/runtime/pth';
+// the UNet with one kernel per GroupNorm block on webgpu; the core's own ops elsewhere
+import { fusedGuidedEps } from '../src/lib/runtime/fused-unet';
 import type { ScheduleKind } from '../src/lib/diffusion';
 
 export const MODELS_DIR = resolve('public/models');
@@ -96,7 +98,7 @@ export async function sampleImages(model: Model, labels: number[], s: SampleSett
   for (let at = 0, k = 0; at < labels.length; at += chunk, k++) {
     const y = labels.slice(at, at + chunk);
     const shape: [number, number, number, number] = [y.length, size, size, config.imageChannels];
-    const epsFn = guidedEps(params, config, y, s.guidance);
+    const epsFn = fusedGuidedEps(params, config, y, s.guidance);
     const seed = s.seed + k;
     const { steps, eta, recomputeEps } = s;
     const x = s.sampler === 'ddpm' ? await ddpmSample(epsFn, schedule, shape, { seed })

@@ -1,5 +1,6 @@
-// npm run -s parity -- --fixture DIR --out FILE
+// npm run -s parity -- --fixture DIR --out FILE [--backend X] [--fused]
 // Recomputes every value of a PyTorch parity fixture from its inputs alone and writes them as JSON.
+// --fused: the network as the CLIs and cells run it (src/lib/runtime/fused-unet.ts), not epsTheta.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -8,6 +9,7 @@ import {
   ddimSample, ddimStep, ddimTimesteps, epsTheta, loadUNet, makeSchedule, plainEps, posterior,
   predictX0, qSample, type Labels,
 } from '../src/lib/diffusion';
+import { fusedEpsTheta, fusedPlainEps } from '../src/lib/runtime/fused-unet';
 import { backendFlag, need, parseFlags, readJsonFile, runMain, writeAtomic } from './cli';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -43,7 +45,8 @@ const labels = (v: unknown, field: string): Labels | undefined => {
 };
 
 async function main() {
-  const flags = parseFlags(process.argv.slice(2), ['fixture', 'out', 'backend']);
+  const flags = parseFlags(process.argv.slice(2), ['fixture', 'out', 'backend'], ['fused']);
+  const [net, netEps] = flags.fused ? [fusedEpsTheta, fusedPlainEps] : [epsTheta, plainEps];
   const dir = need(flags, 'fixture');
   const out = need(flags, 'out');
   await useNodeBackend(backendFlag(flags));
@@ -91,7 +94,7 @@ async function main() {
   const e = section('eps');
   const et = ints(e.t, 'eps.t');
   const ex = img(e.xt, 'eps.xt');
-  const eps = epsTheta(params, config, ex, et, labels(e.label, 'eps.label'));
+  const eps = net(params, config, ex, et, labels(e.label, 'eps.label'));
   result.eps = { eps: await nchw(eps) };
 
   const x0 = predictX0(s, { xt: ex, t: et, eps, clip: true });
@@ -104,7 +107,7 @@ async function main() {
   const dx = img(d.x, 'ddim_step.x');
   const dl = labels(d.label, 'ddim_step.label');
   const step = tf.tidy(() => ddimStep(s, {
-    xt: dx, t: d.t, tPrev: d.t_prev, eps: plainEps(params, config, dl)(dx, d.t),
+    xt: dx, t: d.t, tPrev: d.t_prev, eps: netEps(params, config, dl)(dx, d.t),
   }).x);
   result.ddim_step = { x_prev: await nchw(step) };
 
@@ -113,7 +116,7 @@ async function main() {
   const g = section('ddim');
   const { timesteps, prev } = ddimTimesteps(s.T, g.steps, 'paper');
   const xT = img(g.xT, 'ddim.xT');
-  const x = await ddimSample(plainEps(params, config, labels(g.label, 'ddim.label')), s, xT.shape, {
+  const x = await ddimSample(netEps(params, config, labels(g.label, 'ddim.label')), s, xT.shape, {
     seed: 0, xT, steps: g.steps, spacing: 'paper', eta: g.eta ?? 0, clipX0: g.clip_x0 ?? true,
   });
   result.ddim = { timestep_seq: timesteps, prev_seq: prev, x0: await nchw(x) };

@@ -1,7 +1,8 @@
 // Backend set-up in the browser: webgpu, webgl, wasm, cpu in that order, each backend's code
 // loaded only when it is tried. `?backend=NAME` forces one. A software WebGPU adapter or WebGL
 // renderer (SwiftShader, lavapipe, llvmpipe) is far slower than wasm, so it is skipped unless
-// forced. The Node version is ./node.ts.
+// forced. The page's other parameters: `?threads=N` (wasmThreads) and `?fused=` (fusedMode). The
+// Node version is ./node.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import { registerWasmConvGrad } from './wasm-conv-grad';
 import { MAX_WASM_THREADS } from './wasm-pool';
@@ -36,6 +37,23 @@ export function wasmThreads(search: string): number {
     throw new Error(`?threads=${asked} is not a thread count: expected 1 to ${MAX_WASM_THREADS}`);
   }
   return n;
+}
+
+/** How the cells run the UNet on webgpu: `on` (the default) with the fused kernels of
+ * ./fused-unet.ts; `off` (`?fused=off`) with the plain library; `fail` (`?fused=fail`, for tests)
+ * as `on`, but the first fused call of the page throws, so the cell falls back to the plain
+ * library with a note (cells/engine.ts). Other backends always run the plain library. */
+export type FusedMode = 'on' | 'off' | 'fail';
+const FUSED_MODES: FusedMode[] = ['on', 'off', 'fail'];
+
+/** The page's FusedMode from `?fused=`; an unknown value is an error that lists the known ones. */
+export function fusedMode(search: string): FusedMode {
+  const asked = new URLSearchParams(search).get('fused');
+  if (asked === null || asked === '') return 'on';
+  if (!FUSED_MODES.includes(asked as FusedMode)) {
+    throw new Error(`?fused=${asked} is not a mode: expected one of ${FUSED_MODES.join(', ')}`);
+  }
+  return asked as FusedMode;
 }
 
 /** Names of CPU-emulated GPUs, as adapters and renderers report them. */
@@ -137,11 +155,13 @@ async function trySetBackend(name: BrowserBackend, forced: boolean, threads: num
 }
 
 /** Sets the first backend that works (or the forced one) and returns its name; throws with every
- * reason if none does. `threads`: wasm's, where the page allows them (see wasmThreads). */
-export async function initBrowserBackend(forced: BrowserBackend | null, { threads = 1 } = {})
-  : Promise<BrowserBackend> {
+ * reason if none does. `threads`: wasm's, where the page allows them (see wasmThreads); `skip`:
+ * backends not to try (webgpu, once its device is lost). */
+export async function initBrowserBackend(forced: BrowserBackend | null,
+  { threads = 1, skip = [] as BrowserBackend[] } = {}): Promise<BrowserBackend> {
   const reasons: string[] = [];
-  for (const name of forced ? [forced] : BACKEND_ORDER) {
+  const order = forced ? [forced] : BACKEND_ORDER.filter((name) => !skip.includes(name));
+  for (const name of order) {
     const problem = await trySetBackend(name, forced !== null, threads);
     if (!problem) return name;
     reasons.push(`${name}: ${problem}`);

@@ -19,9 +19,13 @@ export interface CellContext {
   number(name: string): number;
   /** Writes text into the element marked data-out="name". */
   show(name: string, text: string): void;
-  /** A visible note that stays after the run (e.g. "no trained model: random weights"). */
+  /** A visible note that stays after the run (e.g. "no trained model: random weights"); several
+   * notes are shown one after the other, each once. */
   note(text: string): void;
   setBackend(name: string): void;
+  /** Set by the engine (engine.ts, startEngine): after a failed run, resolves true when the cell
+   * should run again because the engine fell back (fused kernels failed, WebGPU device lost). */
+  recover?(error: unknown): Promise<boolean>;
 }
 
 export interface CellModule {
@@ -94,6 +98,7 @@ function mountCell(root: HTMLElement, load: CellLoader) {
     errorBox.hidden = true;
     errorBox.textContent = '';
     noteBox.textContent = '';
+    const notes = new Set<string>();
     status.textContent = `Running with seed ${seed}…`;
     bar.removeAttribute('value');
     tick();
@@ -121,7 +126,10 @@ function mountCell(root: HTMLElement, load: CellLoader) {
         const el = q<HTMLElement>(`[data-out="${name}"]`);
         if (el) el.textContent = text;
       },
-      note: (text) => (noteBox.textContent = text),
+      note: (text) => {
+        notes.add(text);
+        noteBox.textContent = [...notes].join(' ');
+      },
       setBackend: (name) => {
         root.dataset.backend = name;
         backendLabel.textContent = `backend: ${name}`;
@@ -129,7 +137,16 @@ function mountCell(root: HTMLElement, load: CellLoader) {
     };
     try {
       module ??= await load();
-      await module.run(ctx);
+      // a run the engine fell back from runs again, at most twice (fused kernels, then device)
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await module.run(ctx);
+          break;
+        } catch (error) {
+          const again = attempt <= 2 && !controller.signal.aborted && ctx.recover;
+          if (!again || !(await again(error))) throw error;
+        }
+      }
       setState('done');
       status.textContent = `Done in ${seconds(performance.now() - started)} (seed ${seed}).`;
     } catch (error) {

@@ -1,11 +1,15 @@
 // What every cell's code shares once tfjs is loaded: one backend, one weights cache, the digit
-// set and a debug hook for tests. Loaded by the first Run on a page, a code-split chunk with tfjs.
+// set and debug hooks for tests. Loaded by the first Run on a page, a code-split chunk with tfjs.
+// On webgpu the UNet runs fused (../fused-unet.ts) unless a pane is edited or `?fused=off`; a
+// failure of the fused kernels, or a lost WebGPU device, reruns the cell on the plain library, or
+// on the next backend, with a note on the cell.
 /// <reference types="vite/client" />
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  forcedBackend, initBrowserBackend, wasmThreads, type BrowserBackend,
+  forcedBackend, fusedMode, initBrowserBackend, wasmThreads, type BrowserBackend, type FusedMode,
 } from '../browser';
 import * as bundled from '../../diffusion';
+import * as fused from '../fused-unet';
 import {
   initParams, loadUNet, makeSchedule,
   type Params, type Schedule, type ScheduleKind, type UNetConfig,
@@ -34,16 +38,23 @@ const session: {
   backend?: Promise<BrowserBackend>; models: Map<string, Promise<Model>>; digits?: Promise<Digits>;
   /** The library built from the page's edits, and the edits it was built from. */
   edited?: { key: string; library: Promise<Library> };
-} = { models: new Map() };
+  /** The fused UNet on webgpu: `?fused=`, the one check of the kernels (probeFused), why they
+   * failed (then the page runs the plain library), and whether the last run used them. */
+  fused: { mode?: FusedMode; probe?: Promise<void>; failure?: string; thrown?: boolean;
+    ran: boolean };
+  /** The WebGPU device whose loss is watched, and why it was lost (then cells leave webgpu). */
+  device?: GPUDeviceLike; lost?: string; leftWebgpu?: boolean;
+} = { models: new Map(), fused: { ran: false } };
 
 /**
  * The library that cells run: the bundled one while no pane on the page is edited, else the one
  * built from the edits (../edit/graph.ts, loaded only then; rebuilt when the edits change). A
- * syntax error rejects, and the panes show it.
+ * syntax error rejects, and the panes show it. Unedited on webgpu, its epsTheta, plainEps and
+ * guidedEps are the fused ones (fusedLibrary) unless `?fused=off` or they failed on this page.
  */
 export function library(): Promise<Library> {
   const edits = pageEdits();
-  if (!edits.size) return Promise.resolve(bundled);
+  if (!edits.size) return Promise.resolve(useFused() ? fusedLibrary() : bundled);
   const key = JSON.stringify([...edits].sort());
   if (session.edited?.key !== key) {
     const built = import('../edit/graph').then((graph) => graph.buildLibrary(new Map(edits), tf));
@@ -59,15 +70,174 @@ const BASE = import.meta.env.BASE_URL.replace(/\/?$/, '/');
 /** The random model of `?cells=tiny` and `?model=random`: the paper's MNIST UNet at 32 channels. */
 export const RANDOM_CONFIG: UNetConfig = { imageChannels: 1, channels: 32, classes: 10 };
 
-/** Sets the backend once per page (the first cell to run decides), shows it on the cell, and
- * installs the test hook. */
+/** Sets the backend once per page (the first cell to run decides; after a lost WebGPU device, the
+ * next that works), shows it and any fallback note on the cell, gives the cell's controller
+ * `recover`, and installs the test hooks. */
 export async function startEngine(ctx: CellContext): Promise<typeof tf> {
-  session.backend ??= initBrowserBackend(forcedBackend(ctx.search),
-    { threads: wasmThreads(ctx.search) });
+  const threads = wasmThreads(ctx.search);
+  if (session.lost !== undefined && !session.leftWebgpu) {
+    session.leftWebgpu = true;
+    session.models.clear(); // their weights lived on the lost device
+    session.backend = initBrowserBackend(null, { threads, skip: ['webgpu'] });
+  }
+  session.backend ??= initBrowserBackend(forcedBackend(ctx.search), { threads });
   session.backend.catch(() => (session.backend = undefined));
-  ctx.setBackend(await session.backend);
-  Object.assign(window, { __tfMemory: () => tf.memory(), __tfBackend: () => tf.getBackend() });
+  const backend = await session.backend;
+  ctx.setBackend(backend);
+  ctx.recover = recover;
+  session.fused.ran = false;
+  if (session.lost !== undefined) {
+    ctx.note(`The WebGPU device was lost (${session.lost}): this cell ran on ${backend}.`);
+  }
+  if (backend === 'webgpu') {
+    watchDevice();
+    session.fused.mode ??= fusedMode(ctx.search);
+    if (session.fused.mode !== 'off') await (session.fused.probe ??= probeFused());
+    if (session.fused.failure !== undefined) {
+      ctx.note(`Fused WebGPU kernels failed (${session.fused.failure}): ran the plain library.`);
+    }
+  }
+  Object.assign(window, {
+    __tfMemory: () => tf.memory(), __tfBackend: () => tf.getBackend(),
+    __fusedPath: () => session.fused.ran,
+  });
   return tf;
+}
+
+/** What the engine uses of a GPUDevice (tfjs-backend-webgpu's backend.device). */
+interface GPUDeviceLike {
+  lost: Promise<{ reason?: string; message?: string }>;
+  destroy(): void;
+  pushErrorScope(filter: 'validation' | 'internal' | 'out-of-memory'): void;
+  popErrorScope(): Promise<{ message: string } | null>;
+}
+
+const webgpuDevice = () => tf.getBackend() === 'webgpu'
+  ? (tf.backend() as unknown as { device?: GPUDeviceLike }).device : undefined;
+
+/** Notes the loss of the current WebGPU device (then startEngine leaves webgpu); the test hook
+ * `__loseWebGPUDevice()` destroys it. */
+function watchDevice() {
+  const device = webgpuDevice();
+  if (!device || session.device === device) return;
+  session.device = device;
+  void device.lost.then((info) => {
+    session.lost ??= info.message || info.reason || 'no reason given';
+  });
+  Object.assign(window, { __loseWebGPUDevice: () => device.destroy() });
+}
+
+/** The fused path on an unedited page: webgpu, not `?fused=off`, not failed. */
+function useFused(): boolean {
+  const f = session.fused;
+  return tf.getBackend() === 'webgpu' && f.mode !== undefined && f.mode !== 'off'
+    && f.failure === undefined && session.lost === undefined;
+}
+
+/**
+ * Checks the fused kernels once per page, before a cell uses them: a class-conditional forward
+ * of random weights at batch 2 inside WebGPU error scopes, since a shader or pipeline that the
+ * adapter rejects reports an error there rather than throwing. A failure is kept in
+ * session.fused.failure: the page then runs the plain library, and its cells say so.
+ */
+async function probeFused(): Promise<void> {
+  const device = webgpuDevice();
+  const scopes = ['validation', 'internal', 'out-of-memory'] as const;
+  try {
+    if (!fused.hasFusedKernels()) throw new Error('no fused kernels on this backend');
+    scopes.forEach((scope) => device?.pushErrorScope(scope));
+    // the scopes stay open until the values are read, so that they see the submitted work
+    const values = await fusedProbeForward().catch((thrown: unknown) => thrown);
+    const errors = await Promise.all(scopes.map(() => device?.popErrorScope() ?? null));
+    const error = errors.find((e) => e);
+    if (error) throw new Error(error.message);
+    if (!(values instanceof Float32Array)) throw values;
+    if (!values.every(Number.isFinite)) {
+      throw new Error('the fused network gave values that are not finite');
+    }
+  } catch (error) {
+    session.fused.failure = error instanceof Error ? error.message : String(error);
+    console.warn('fused WebGPU kernels failed; running the plain library:', error);
+  }
+}
+
+/** The probe's forward: random weights, a labelled and an unlabelled image of 8 x 8. */
+async function fusedProbeForward(): Promise<Float32Array> {
+  const params = initParams(RANDOM_CONFIG, 0);
+  let eps: tf.Tensor;
+  try {
+    eps = tf.tidy(() => fused.fusedEpsTheta(params, RANDOM_CONFIG, tf.ones([2, 8, 8, 1]),
+      [1, 1], [3, null]));
+  } finally {
+    tf.dispose(Object.values(params));
+  }
+  try {
+    return await eps.data() as Float32Array;
+  } finally {
+    eps.dispose();
+  }
+}
+
+/** A failure inside a fused UNet call (the plain call with the same inputs worked). */
+class FusedFailure extends Error {
+  constructor(cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    this.name = 'FusedFailure';
+  }
+}
+
+/** `fusedFn` in place of `plainFn`. If it throws, `plainFn` runs on the same inputs: its own error
+ * (bad inputs) is thrown as it is; if it works, a FusedFailure is thrown, and recover() has the
+ * controller rerun the cell on the plain library. After a failure, `plainFn` alone runs. */
+function guard<A extends unknown[], R extends tf.Tensor>(fusedFn: (...a: A) => R,
+  plainFn: (...a: A) => R): (...a: A) => R {
+  return (...args) => {
+    if (!useFused()) return plainFn(...args);
+    try {
+      if (session.fused.mode === 'fail' && !session.fused.thrown) {
+        session.fused.thrown = true;
+        throw new Error('forced by ?fused=fail');
+      }
+      const out = fusedFn(...args);
+      session.fused.ran = true;
+      return out;
+    } catch (error) {
+      tf.dispose(plainFn(...args));
+      throw new FusedFailure(error);
+    }
+  };
+}
+
+let fusedLib: Library | undefined;
+
+/** The bundled library with the UNet's fused forward (same signatures, same numbers). */
+function fusedLibrary(): Library {
+  fusedLib ??= {
+    ...bundled,
+    epsTheta: guard(fused.fusedEpsTheta, bundled.epsTheta),
+    plainEps: (p, c, labels) =>
+      guard(fused.fusedPlainEps(p, c, labels), bundled.plainEps(p, c, labels)),
+    guidedEps: (p, c, labels, w) =>
+      guard(fused.fusedGuidedEps(p, c, labels, w), bundled.guidedEps(p, c, labels, w)),
+  };
+  return fusedLib;
+}
+
+/** The controller's question after a failed run: should it run again? Yes, once the fused
+ * kernels failed (the rerun gets the plain library) or the WebGPU device was lost (the rerun's
+ * startEngine moves to the next backend). */
+async function recover(error: unknown): Promise<boolean> {
+  if (error instanceof FusedFailure && session.fused.failure === undefined) {
+    session.fused.failure = error.message;
+    console.warn('fused WebGPU kernels failed; running the plain library:', error.cause);
+    return true;
+  }
+  const device = webgpuDevice();
+  if (session.lost === undefined && device) {
+    // a lost device fails the run's reads; its lost promise may settle just after them
+    await Promise.race([device.lost, new Promise((resolve) => setTimeout(resolve, 250))]);
+  }
+  return session.lost !== undefined && !session.leftWebgpu;
 }
 
 /** The site's models that cells may choose (public/models/NAME.json + .safetensors); the first is

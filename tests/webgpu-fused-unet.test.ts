@@ -1,0 +1,207 @@
+// The fused UNet (src/lib/runtime/fused-unet.ts with the WebGPU programs of
+// src/lib/runtime/webgpu/group-norm.ts and condition.ts) against the core's plain ops, on webgpu in
+// Node (Dawn on a software Vulkan driver): values and gradients, the PyTorch parity fixture, the
+// trainer and the sampler, and tf.memory() over 50 steps.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  condition, createTrainer, ddimSample, epsTheta, groupNorm, guidedEps, initParams, makeSchedule,
+  trainStep, upsample2x, type Labels, type Params, type UNetConfig,
+} from '../src/lib/diffusion';
+import { useNodeBackend } from '../src/lib/runtime/node';
+import {
+  fusedCondition, fusedEpsTheta, fusedGuidedEps, groupNormRelu, hasFusedKernels,
+  type GroupNormReluOptions,
+} from '../src/lib/runtime/fused-unet';
+import { fusedTrainStep } from '../src/lib/runtime/webgpu/fused-adam';
+import { maxAbsDiff } from './helpers/backend';
+
+beforeAll(() => useNodeBackend('webgpu'));
+
+const unet = (channels: number): UNetConfig => ({ imageChannels: 1, channels, classes: 10 });
+const TOLERANCE = 1e-4;
+
+/** The reference: the core's ops in the order epsTheta applies them. */
+function plainGroupNormRelu(x: tf.Tensor4D, o: GroupNormReluOptions): tf.Tensor4D {
+  return tf.tidy(() => {
+    let z = tf.relu(groupNorm(x));
+    if (o.skip) z = tf.add(z, o.skip);
+    if (o.cond) z = tf.add(z, o.cond);
+    if (o.twice) z = tf.add(z, o.skip!);
+    return o.upsample ? upsample2x(z) : z;
+  });
+}
+
+type Fn = (...xs: tf.Tensor[]) => tf.Tensor;
+
+/** f's value and its gradients of mean(f * r) (r fixed and random) with respect to `xs`: a loss
+ *  of the training loss's scale (a mean), so that gradients are O(1) and 1e-4 is a tight bound. */
+async function valueAndGrads(f: Fn, xs: tf.Tensor[]) {
+  const value = f(...xs);
+  const r = tf.randomNormal(value.shape, 0, 1, 'float32', 77);
+  const grads = tf.grads((...ys: tf.Tensor[]) => tf.mean(tf.mul(f(...ys), r)))(xs);
+  const out = { value: await value.data(), grads: await Promise.all(grads.map((g) => g.data())) };
+  tf.dispose([value, r, ...grads]);
+  return out;
+}
+
+/** Expects f and g to agree within 1e-4 in value and gradients; returns the differences. */
+async function expectSame(f: Fn, g: Fn, xs: tf.Tensor[]) {
+  const [a, b] = [await valueAndGrads(f, xs), await valueAndGrads(g, xs)];
+  const errors = [maxAbsDiff(a.value, b.value), ...a.grads.map((ga, i) => maxAbsDiff(ga, b.grads[i]))];
+  expect(Math.max(...errors)).toBeLessThan(TOLERANCE);
+  return errors;
+}
+
+describe('groupNormRelu: one WebGPU kernel against the core ops', () => {
+  type Case = { skip?: boolean; cond?: boolean; twice?: boolean; upsample?: boolean };
+  const cases: [string, number[], Case][] = [
+    ['plain, 32 ch', [2, 28, 28, 32], {}],
+    ['skip, odd batch', [3, 14, 14, 64], { skip: true }],
+    ['skip and upsample, 1 image', [1, 14, 14, 32], { skip: true, upsample: true }],
+    ['the middle block: skip, cond, twice, upsample', [3, 7, 7, 128],
+      { skip: true, cond: true, twice: true, upsample: true }],
+  ];
+  for (const [name, shape, o] of cases) {
+    it(`${name} [${shape}]: values and gradients within 1e-4`, async () => {
+      expect(hasFusedKernels()).toBe(true);
+      const [B, , , C] = shape;
+      const x = tf.randomNormal(shape, 0.3, 2, 'float32', 1);
+      const skip = tf.randomNormal(shape, 0, 1, 'float32', 2);
+      const cond = tf.randomNormal([B, 1, 1, C], 0, 1, 'float32', 3);
+      const xs = [x, ...(o.skip ? [skip] : []), ...(o.cond ? [cond] : [])];
+      const options = (ys: tf.Tensor[]): GroupNormReluOptions => ({
+        skip: o.skip ? ys[1] as tf.Tensor4D : undefined,
+        cond: o.cond ? ys[2] as tf.Tensor4D : undefined, twice: o.twice, upsample: o.upsample,
+      });
+      const before = tf.memory().numTensors;
+      const errors = await expectSame((...ys) => groupNormRelu(ys[0] as tf.Tensor4D, options(ys)),
+        (...ys) => plainGroupNormRelu(ys[0] as tf.Tensor4D, options(ys)), xs);
+      expect(tf.memory().numTensors).toBe(before);
+      console.log(`groupNormRelu ${name}: max |fused - plain| ${errors.map((e) => e.toExponential(1))}`);
+      tf.dispose([x, skip, cond]);
+    });
+  }
+});
+
+describe('the condition: one WebGPU kernel against the core', () => {
+  it('values and gradients within 1e-4, with and without labels', async () => {
+    const c = unet(64);
+    const p = initParams(c, 4);
+    const names = ['noise_embedding.weight', 'noise_embedding.bias', 'class_emb.weight'];
+    const t = [0, 17, 299];
+    for (const y of [[3, null, 9], [null, null, null]] as Labels[]) {
+      // without labels the core does not read class_emb: no gradient to compare there
+      const used = names.slice(0, y.some((l) => l !== null) ? 3 : 2);
+      const withWeights = (f: typeof condition) => (...ws: tf.Tensor[]) =>
+        f({ ...p, ...Object.fromEntries(used.map((n, i) => [n, ws[i]])) }, c, t, y);
+      await expectSame(withWeights(fusedCondition), withWeights(condition), used.map((n) => p[n]));
+    }
+    tf.dispose(Object.values(p));
+  });
+});
+
+describe('fusedEpsTheta against epsTheta', () => {
+  for (const [channels, B] of [[32, 1], [32, 3], [64, 2]]) {
+    it(`${channels} channels, batch ${B}: eps and every weight's gradient within 1e-4`, async () => {
+      const c = unet(channels);
+      const p = initParams(c, channels + B);
+      const names = Object.keys(p);
+      const x = tf.randomNormal([B, 28, 28, 1], 0, 1, 'float32', 5) as tf.Tensor4D;
+      const t = Array.from({ length: B }, (_, i) => 7 + 100 * i);
+      const y = Array.from({ length: B }, (_, i) => (i === 1 ? null : i + 2));
+      const net = (f: typeof epsTheta) => (...ws: tf.Tensor[]) =>
+        f(Object.fromEntries(names.map((n, i) => [n, ws[i]])), c, x, t, y);
+      const errors = await expectSame(net(fusedEpsTheta), net(epsTheta), names.map((n) => p[n]));
+      console.log(`fusedEpsTheta ${channels} ch, B = ${B}: eps ${errors[0].toExponential(1)}, `
+        + `gradients ${Math.max(...errors.slice(1)).toExponential(1)}`);
+      tf.dispose([x, ...Object.values(p)]);
+    });
+  }
+  it('128 channels, batch 2: eps within 1e-4', async () => {
+    const c = unet(128);
+    const p = initParams(c, 9);
+    const x = tf.randomNormal([2, 28, 28, 1], 0, 1, 'float32', 6) as tf.Tensor4D;
+    const [a, b] = [epsTheta(p, c, x, [5, 250], [1, 8]), fusedEpsTheta(p, c, x, [5, 250], [1, 8])];
+    expect(maxAbsDiff(await a.data(), await b.data())).toBeLessThan(TOLERANCE);
+    tf.dispose([a, b, x, ...Object.values(p)]);
+  });
+});
+
+describe('the fused path in the trainer and the sampler', () => {
+  const schedule = makeSchedule('paper-linear', 300);
+  // Losses, not weights: Adam divides by sqrt(v), so where a gradient is near 0 its float noise
+  // moves a weight by up to lr either way (the gradients themselves are compared above).
+  it('fusedTrainStep follows trainStep: the same loss over 5 steps (within 1e-4)', async () => {
+    const c = unet(32);
+    const p: Params = initParams(c, 3);
+    const x0 = tf.randomUniform([3, 28, 28, 1], -1, 1, 'float32', 8) as tf.Tensor4D;
+    const [plain, fast] = [0, 1].map(() => createTrainer(p, c, schedule, { seed: 5, lr: 1e-3 }));
+    for (let i = 0; i < 5; i++) {
+      const [a, b] = [trainStep(plain, x0, [1, 2, 3]), fusedTrainStep(fast, x0, [1, 2, 3])];
+      expect(Math.abs((await a.data())[0] - (await b.data())[0])).toBeLessThan(TOLERANCE);
+      tf.dispose([a, b]);
+    }
+    tf.dispose([x0, ...Object.values(p)]);
+    for (const tr of [plain, fast]) tf.dispose([...Object.values(tr.params), ...Object.values(tr.ema!)]);
+  });
+
+  it('guided DDIM draws the same images as the plain path (within 1e-4)', async () => {
+    const c = unet(32);
+    const p = initParams(c, 12);
+    const draw = async (guided: typeof guidedEps) => {
+      const x = await ddimSample(guided(p, c, [4, 7], 3), schedule, [2, 28, 28, 1],
+        { steps: 5, seed: 3, eta: 0.5 });
+      const values = await x.data();
+      x.dispose();
+      return values;
+    };
+    expect(maxAbsDiff(await draw(fusedGuidedEps), await draw(guidedEps))).toBeLessThan(TOLERANCE);
+    tf.dispose(Object.values(p));
+  });
+
+  it('tf.memory() is flat over 50 fused training steps and 50 guided sampling steps', async () => {
+    const c = unet(32);
+    const p = initParams(c, 13);
+    const tr = createTrainer(p, c, schedule, { seed: 1 });
+    const x0 = tf.randomUniform([2, 28, 28, 1], -1, 1, 'float32', 9) as tf.Tensor4D;
+    tf.dispose(fusedTrainStep(tr, x0, [0, 1])); // Adam's moments exist from here
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 50; i++) {
+      const loss = fusedTrainStep(tr, x0, [0, 1]);
+      await loss.data();
+      loss.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    const x = await ddimSample(fusedGuidedEps(p, c, [2, 5], 2), schedule, [2, 28, 28, 1],
+      { steps: 50, seed: 1 });
+    await x.data();
+    x.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x0, ...Object.values(p), ...Object.values(tr.params), ...Object.values(tr.ema!)]);
+  });
+});
+
+describe('npm run parity --backend webgpu --fused on the PyTorch fixture', () => {
+  const FIXTURE = join(__dirname, 'fixtures/pytorch-parity');
+  const flat = (v: unknown): number[] => (Array.isArray(v) ? v.flat(Infinity) : [v]) as number[];
+  it('eps, one DDIM step and the posterior within 1e-4; the DDIM loop within 5e-3', () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'parity-fused-')), 'out.json');
+    execFileSync('npm', ['run', '-s', 'parity', '--', '--fixture', FIXTURE, '--out', out,
+      '--backend', 'webgpu', '--fused'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const got = JSON.parse(readFileSync(out, 'utf8'));
+    const want = JSON.parse(readFileSync(join(FIXTURE, 'case.json'), 'utf8'));
+    const err = (section: string, field: string) =>
+      maxAbsDiff(flat(got[section][field]), flat(want[section][field]));
+    expect(err('eps', 'eps')).toBeLessThan(1e-4);
+    expect(err('ddim_step', 'x_prev')).toBeLessThan(1e-4);
+    expect(err('p_mean_variance', 'mean')).toBeLessThan(1e-4);
+    expect(err('ddim', 'x0')).toBeLessThan(5e-3);
+    console.log(`fused parity on webgpu: eps ${err('eps', 'eps').toExponential(1)}, DDIM step `
+      + `${err('ddim_step', 'x_prev').toExponential(1)}, DDIM loop ${err('ddim', 'x0').toExponential(1)}`);
+  }, 120_000);
+});
