@@ -15,13 +15,13 @@ import {
   trainStep, type Trainer, type UNetConfig,
 } from '../src/lib/diffusion';
 // the UNet as the CLIs and cells run it: one kernel per GroupNorm block on webgpu
-import { fusedEpsTheta, fusedGuidedEps } from '../src/lib/runtime/fused-unet';
+import {
+  fullyFusedTrainStep, fusedEpsTheta, fusedGuidedEps,
+} from '../src/lib/runtime/fused-unet';
 import {
   backendFlag, defaultWorkers, num, parseFlags, runMain, threadsFlag, type Flags,
 } from './cli';
 import { startShards } from './data-parallel';
-// trainStep, with Adam and the EMA as one kernel on webgpu, as npm run train runs it
-import { fusedTrainStep } from '../src/lib/runtime/webgpu/fused-adam';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -75,7 +75,7 @@ async function table(flags: Flags) {
     const x0 = tf.randomUniform([trainB, 28, 28, 1], -1, 1) as tf.Tensor4D;
     const labels = Array.from({ length: trainB }, (_, i) => i % 10);
     const step = await time(repeats, async () => {
-      const loss = fusedTrainStep(tr, x0, labels);
+      const loss = fullyFusedTrainStep(tr, x0, labels);
       await loss.data();
       loss.dispose();
     });
@@ -213,7 +213,7 @@ async function caseTimes(o: CaseOptions, config: UNetConfig): Promise<number[]> 
     try {
       return await timeRuns(o.repeats, async () => {
         if (shards) return void await shards.step(tr, x0, labelsOf(B));
-        const loss = fusedTrainStep(tr, x0, labelsOf(B));
+        const loss = fullyFusedTrainStep(tr, x0, labelsOf(B));
         await loss.data();
         loss.dispose();
       });
@@ -295,7 +295,8 @@ async function kernelCountsOf(o: CaseOptions, config: UNetConfig, net: Net, step
 /** Kernel counts of the path the CLIs run (fused network and update), and of the plain core
  *  (epsTheta, trainStep, guidedEps) as `plain_...`. */
 async function kernelCounts(o: CaseOptions, config: UNetConfig) {
-  const fast = await kernelCountsOf(o, config, fusedEpsTheta, fusedTrainStep, fusedGuidedEps);
+  const fast = await kernelCountsOf(o, config, fusedEpsTheta, fullyFusedTrainStep,
+    fusedGuidedEps);
   const plain = await kernelCountsOf(o, config, epsTheta, trainStep, guidedEps);
   return {
     forward_kernels: fast.forward.kernels, forward_views: fast.forward.views,

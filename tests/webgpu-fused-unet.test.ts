@@ -14,10 +14,9 @@ import {
 } from '../src/lib/diffusion';
 import { useNodeBackend } from '../src/lib/runtime/node';
 import {
-  fusedCondition, fusedEpsTheta, fusedGuidedEps, groupNormRelu, hasFusedKernels,
+  fullyFusedTrainStep, fusedCondition, fusedEpsTheta, fusedGuidedEps, groupNormRelu, hasFusedKernels,
   type GroupNormReluOptions,
 } from '../src/lib/runtime/fused-unet';
-import { fusedTrainStep } from '../src/lib/runtime/webgpu/fused-adam';
 import { maxAbsDiff } from './helpers/backend';
 
 beforeAll(() => useNodeBackend('webgpu'));
@@ -136,13 +135,13 @@ describe('the fused path in the trainer and the sampler', () => {
   const schedule = makeSchedule('paper-linear', 300);
   // Losses, not weights: Adam divides by sqrt(v), so where a gradient is near 0 its float noise
   // moves a weight by up to lr either way (the gradients themselves are compared above).
-  it('fusedTrainStep follows trainStep: the same loss over 5 steps (within 1e-4)', async () => {
+  it('fullyFusedTrainStep follows trainStep: the same loss over 5 steps (within 1e-4)', async () => {
     const c = unet(32);
     const p: Params = initParams(c, 3);
     const x0 = tf.randomUniform([3, 28, 28, 1], -1, 1, 'float32', 8) as tf.Tensor4D;
     const [plain, fast] = [0, 1].map(() => createTrainer(p, c, schedule, { seed: 5, lr: 1e-3 }));
     for (let i = 0; i < 5; i++) {
-      const [a, b] = [trainStep(plain, x0, [1, 2, 3]), fusedTrainStep(fast, x0, [1, 2, 3])];
+      const [a, b] = [trainStep(plain, x0, [1, 2, 3]), fullyFusedTrainStep(fast, x0, [1, 2, 3])];
       expect(Math.abs((await a.data())[0] - (await b.data())[0])).toBeLessThan(TOLERANCE);
       tf.dispose([a, b]);
     }
@@ -169,10 +168,10 @@ describe('the fused path in the trainer and the sampler', () => {
     const p = initParams(c, 13);
     const tr = createTrainer(p, c, schedule, { seed: 1 });
     const x0 = tf.randomUniform([2, 28, 28, 1], -1, 1, 'float32', 9) as tf.Tensor4D;
-    tf.dispose(fusedTrainStep(tr, x0, [0, 1])); // Adam's moments exist from here
+    tf.dispose(fullyFusedTrainStep(tr, x0, [0, 1])); // Adam's moments exist from here
     const before = tf.memory().numTensors;
     for (let i = 0; i < 50; i++) {
-      const loss = fusedTrainStep(tr, x0, [0, 1]);
+      const loss = fullyFusedTrainStep(tr, x0, [0, 1]);
       await loss.data();
       loss.dispose();
     }

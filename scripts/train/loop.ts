@@ -2,8 +2,9 @@
 // learning rate, with a checkpoint every few minutes, until the run ends or is stopped.
 import * as tf from '@tensorflow/tfjs-core';
 import type { Trainer } from '../../src/lib/diffusion';
-// trainStep with Adam and the EMA as one kernel on webgpu (the plain trainStep elsewhere)
-import { fusedTrainStep } from '../../src/lib/runtime/webgpu/fused-adam';
+// trainStep on webgpu with one kernel per GroupNorm block and Adam + EMA as one kernel; on the
+// other backends the core's own ops
+import { fullyFusedTrainStep } from '../../src/lib/runtime/fused-unet';
 import { batchShape, gatherImages, type Dataset } from '../../src/lib/data/datasets';
 import { batchIndices } from '../../src/lib/data/batches';
 import type { Shards } from '../data-parallel';
@@ -36,7 +37,7 @@ export async function trainLoop(o: LoopOptions): Promise<void> {
     const labels = indices.map((i) => data.labels[i]);
     tr.adam.lr = learningRate(run.lr, run.warmup, state.step);
     const value = shards ? await shards.step(tr, x0, labels)
-      : await lossValue(fusedTrainStep(tr, x0, labels));
+      : await lossValue(fullyFusedTrainStep(tr, x0, labels));
     x0.dispose();
     if (!Number.isFinite(value)) {
       throw new Error(`the loss became ${value} at step ${state.step}: lower --lr`);

@@ -10,8 +10,7 @@
 // each. To tfjs it is one kernel, `DiffusionAdamEma`, so tf.profile counts it.
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { applyGradients, stepDraws, type Trainer } from '../../diffusion';
-import { fusedSimpleLoss } from '../fused-unet';
+import { applyGradients, simpleLoss, stepDraws, type Trainer } from '../../diffusion';
 
 export const ADAM_EMA_KERNEL = 'DiffusionAdamEma';
 const WORKGROUP = 256;
@@ -259,11 +258,10 @@ export function fusedApplyGradients(tr: Trainer, grads: tf.NamedTensorMap,
   tr.step += 1;
 }
 
-/** trainStep (train.ts) on the fused network (../fused-unet.ts) with the fused update: the same
- *  draws, loss and gradients. */
+/** trainStep (train.ts) with the fused update: the same draws, loss and gradients. */
 export function fusedTrainStep(tr: Trainer, x0: tf.Tensor4D, labels?: number[]): tf.Scalar {
   const { t, y, eps } = stepDraws(tr, x0.shape, labels);
-  const loss = () => fusedSimpleLoss(tr.params, tr.config, tr.schedule, x0, t, eps, y);
+  const loss = () => simpleLoss(tr.params, tr.config, tr.schedule, x0, t, eps, y);
   const { value, grads } = tf.variableGrads(loss, Object.values(tr.params));
   eps.dispose();
   fusedApplyGradients(tr, grads);
