@@ -4,7 +4,7 @@
 // a table.
 // npm run -s bench -- --case unet-forward|train-step|ddim-sample|kernels --channels C [--batch B]
 //   [--backend X] [--repeats R] [--workers W] [--steps S] [--guidance W] [--threads N] [--json]
-//   [--vs-pytorch]
+//   [--vs-pytorch] [--plain]
 // One case, printed as one JSON line (the README lists its fields).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -112,6 +112,7 @@ type Case = (typeof CASES)[number];
 interface CaseOptions {
   name: Case; backend: NodeBackend; channels: number; batch: number; repeats: number;
   workers: number; threads: number; steps: number; guidance: number; vsPytorch: boolean;
+  plain: boolean; // the core's epsTheta and trainStep instead of the fused path
 }
 
 const int = (min: number) => (n: number) => Number.isInteger(n) && n >= min;
@@ -148,7 +149,7 @@ function caseOptions(flags: Flags): CaseOptions {
     throw new Error(`--vs-pytorch measures unet-forward and train-step, received --case ${name}`);
   }
   return {
-    name, backend, channels, batch, workers, threads, vsPytorch,
+    name, backend, channels, batch, workers, threads, vsPytorch, plain: flags.plain === true,
     repeats: num(flags, 'repeats', 5, int(1)),
     steps: num(flags, 'steps', 50, int(1)),
     guidance: num(flags, 'guidance', 2),
@@ -213,7 +214,7 @@ async function caseTimes(o: CaseOptions, config: UNetConfig): Promise<number[]> 
     try {
       return await timeRuns(o.repeats, async () => {
         if (shards) return void await shards.step(tr, x0, labelsOf(B));
-        const loss = fullyFusedTrainStep(tr, x0, labelsOf(B));
+        const loss = (o.plain ? trainStep : fullyFusedTrainStep)(tr, x0, labelsOf(B));
         await loss.data();
         loss.dispose();
       });
@@ -228,14 +229,15 @@ async function caseTimes(o: CaseOptions, config: UNetConfig): Promise<number[]> 
     if (o.name === 'unet-forward') {
       return await timeRuns(o.repeats, async () => {
         const x = tf.randomNormal([B, 28, 28, 1]) as tf.Tensor4D;
-        const eps = fusedEpsTheta(params, config, x, Array(B).fill(100), labelsOf(B));
+        const net = o.plain ? epsTheta : fusedEpsTheta;
+        const eps = net(params, config, x, Array(B).fill(100), labelsOf(B));
         await eps.data();
         tf.dispose([x, eps]);
       });
     }
     const schedule = makeSchedule('paper-linear', 300);
     const labels = Array.from({ length: B }, () => Math.floor(Math.random() * 10));
-    const epsFn = fusedGuidedEps(params, config, labels, o.guidance);
+    const epsFn = (o.plain ? guidedEps : fusedGuidedEps)(params, config, labels, o.guidance);
     return await timeRuns(o.repeats, async () => {
       const x = await ddimSample(epsFn, schedule, [B, 28, 28, 1], { steps: o.steps, seed: 0 });
       await x.data();
@@ -314,7 +316,8 @@ async function runCase(flags: Flags) {
   await useNodeBackend(o.backend, { threads: o.threads });
   const threads = await threadsOf(o.backend);
   const config: UNetConfig = { imageChannels: 1, channels: o.channels, classes: 10 };
-  const head = { case: o.name, backend: o.backend, channels: o.channels, batch: o.batch, threads };
+  const head = { case: o.name, backend: o.backend, channels: o.channels, batch: o.batch, threads,
+    ...(o.plain ? { plain: true } : {}) };
   if (o.name === 'kernels') {
     process.stdout.write(`${JSON.stringify({ ...head, ...await kernelCounts(o, config) })}\n`);
     return;
@@ -338,9 +341,9 @@ async function runCase(flags: Flags) {
 async function main() {
   const known = ['backend', 'channels', 'batch', 'train-batch', 'repeats', 'case', 'steps',
     'guidance', 'threads', 'workers'];
-  const flags = parseFlags(process.argv.slice(2), known, ['json', 'vs-pytorch']);
+  const flags = parseFlags(process.argv.slice(2), known, ['json', 'vs-pytorch', 'plain']);
   if (flags.case !== undefined) return runCase(flags);
-  const caseOnly = ['json', 'vs-pytorch', 'steps', 'guidance', 'workers'];
+  const caseOnly = ['json', 'vs-pytorch', 'steps', 'guidance', 'workers', 'plain'];
   const stray = caseOnly.find((k) => flags[k] !== undefined);
   if (stray) throw new Error(`--${stray} needs --case NAME (one of ${CASES.join(', ')})`);
   return table(flags);
