@@ -4,7 +4,7 @@
 // a table.
 // npm run -s bench -- --case unet-forward|train-step|ddim-sample|kernels --channels C [--batch B]
 //   [--backend X] [--repeats R] [--workers W] [--steps S] [--guidance W] [--threads N] [--json]
-//   [--vs-pytorch] [--plain]
+//   [--vs-pytorch] [--plain | --vs-plain]
 // One case, printed as one JSON line (the README lists its fields).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -113,6 +113,7 @@ interface CaseOptions {
   name: Case; backend: NodeBackend; channels: number; batch: number; repeats: number;
   workers: number; threads: number; steps: number; guidance: number; vsPytorch: boolean;
   plain: boolean; // the core's epsTheta and trainStep instead of the fused path
+  vsPlain: boolean; // also the plain path, in the same run
 }
 
 const int = (min: number) => (n: number) => Number.isInteger(n) && n >= min;
@@ -145,11 +146,18 @@ function caseOptions(flags: Flags): CaseOptions {
       + 'expected a multiple of the workers');
   }
   const vsPytorch = flags['vs-pytorch'] === true;
+  if (flags.plain === true && flags['vs-plain'] === true) {
+    throw new Error('--plain and --vs-plain exclude each other: --vs-plain already times both');
+  }
+  if (flags['vs-plain'] === true && name === 'kernels') {
+    throw new Error('--vs-plain times a case; --case kernels prints the plain counts anyway');
+  }
   if (vsPytorch && name !== 'unet-forward' && name !== 'train-step') {
     throw new Error(`--vs-pytorch measures unet-forward and train-step, received --case ${name}`);
   }
   return {
     name, backend, channels, batch, workers, threads, vsPytorch, plain: flags.plain === true,
+    vsPlain: flags['vs-plain'] === true,
     repeats: num(flags, 'repeats', 5, int(1)),
     steps: num(flags, 'steps', 50, int(1)),
     guidance: num(flags, 'guidance', 2),
@@ -331,6 +339,10 @@ async function runCase(flags: Flags) {
     Object.assign(line, { workers: o.workers, images_per_s: round((1000 * o.batch) / msMedian) });
   }
   if (o.name === 'ddim-sample') Object.assign(line, { steps: o.steps, guidance: o.guidance });
+  if (o.vsPlain) {
+    const plainMs = median(await caseTimes({ ...o, plain: true }, config));
+    Object.assign(line, { plain_ms: round(plainMs), speedup: round(plainMs / msMedian) });
+  }
   if (o.vsPytorch) {
     const pytorchMs = torchMs(o, threads);
     Object.assign(line, { pytorch_ms: round(pytorchMs), ratio: round(msMedian / pytorchMs) });
@@ -341,9 +353,10 @@ async function runCase(flags: Flags) {
 async function main() {
   const known = ['backend', 'channels', 'batch', 'train-batch', 'repeats', 'case', 'steps',
     'guidance', 'threads', 'workers'];
-  const flags = parseFlags(process.argv.slice(2), known, ['json', 'vs-pytorch', 'plain']);
+  const flags = parseFlags(process.argv.slice(2), known,
+    ['json', 'vs-pytorch', 'plain', 'vs-plain']);
   if (flags.case !== undefined) return runCase(flags);
-  const caseOnly = ['json', 'vs-pytorch', 'steps', 'guidance', 'workers', 'plain'];
+  const caseOnly = ['json', 'vs-pytorch', 'steps', 'guidance', 'workers', 'plain', 'vs-plain'];
   const stray = caseOnly.find((k) => flags[k] !== undefined);
   if (stray) throw new Error(`--${stray} needs --case NAME (one of ${CASES.join(', ')})`);
   return table(flags);

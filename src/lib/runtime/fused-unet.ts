@@ -25,14 +25,15 @@ export interface GroupNormReluOptions {
 const GROUPS = 32;
 const EPS = 1e-5;
 
-/** True where the active backend runs GroupNormRelu as one kernel (registering it on webgpu). */
+/** True where the active backend runs GroupNormRelu as one kernel (the WebGPU programs, registered
+ *  here on first use). */
 export function hasFusedKernels(): boolean {
   const backend = tf.getBackend();
   if (backend === 'webgpu') {
     registerGroupNormKernels();
     registerConditionKernel();
   }
-  if (!tf.getKernel(GROUP_NORM_RELU, backend) || !tf.getKernel(CONDITION, backend)) return false;
+  if (!tf.getKernel(GROUP_NORM_RELU, backend)) return false;
   registerGradients();
   return true;
 }
@@ -61,10 +62,12 @@ export function groupNormRelu(x: tf.Tensor4D, o: GroupNormReluOptions = {}): tf.
 }
 
 /** condition (unet.ts): relu(Linear(emb(t))) + relu(class_emb[y]), [B, 1, 1, 2C]; one kernel
- *  for a class-conditional model where hasFusedKernels(), else the core's. */
+ *  for a class-conditional model on webgpu, else the core's. */
 export function fusedCondition(p: Params, c: UNetConfig, t: readonly number[],
   y?: Labels): tf.Tensor4D {
-  if (c.classes === null || !hasFusedKernels()) return condition(p, c, t, y);
+  if (c.classes === null || !hasFusedKernels() || !tf.getKernel(CONDITION, tf.getBackend())) {
+    return condition(p, c, t, y);
+  }
   const labels = Array.from(t, (_, i) => y?.[i] ?? -1);
   return tf.tidy(() => {
     const inputs: tf.NamedTensorMap = {
