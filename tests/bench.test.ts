@@ -52,6 +52,33 @@ describe('npm run bench --case', () => {
     positive(line, ['ms_median', 'ms_min']);
   });
 
+  it('--vs-plain adds the plain path\'s time and the speedup; --plain marks its line', () => {
+    const line = bench(['--case', 'unet-forward', ...tiny, '--vs-plain']);
+    positive(line, ['ms_median', 'plain_ms', 'speedup']);
+    expect(line.speedup as number).toBeCloseTo((line.plain_ms as number)
+      / (line.ms_median as number), 1);
+    expect(bench(['--case', 'unet-forward', ...tiny, '--plain'])).toMatchObject({ plain: true });
+  });
+
+  it('--plain with --vs-plain, or --vs-plain on kernels: one error line, exit 1', () => {
+    for (const args of [['--case', 'unet-forward', '--plain', '--vs-plain'],
+      ['--case', 'kernels', '--vs-plain'], ['--plain']]) {
+      const r = npmRun('bench', [...args, '--backend', 'wasm', '--json']);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+    }
+  });
+
+  it('kernels: the fused path\'s counts and the plain core\'s; on wasm they are the same', () => {
+    const line = bench(['--case', 'kernels', '--channels', '32', '--batch', '2']);
+    positive(line, ['plain_forward_kernels', 'plain_train_step_kernels',
+      'plain_sample_step_kernels']);
+    // wasm has no fused GroupNorm kernel: the fused module runs the core's own ops
+    expect(line.plain_forward_kernels).toBe(line.forward_kernels);
+    expect(line.plain_sample_step_kernels).toBe(line.sample_step_kernels);
+    expect(line.plain_train_step_kernels).toBe(line.train_step_kernels);
+  });
+
   it('kernels counts launches and views apart, the same at every batch size', () => {
     const counts = [1, 2].map((b) => bench(['--case', 'kernels', '--channels', '32',
       '--batch', String(b)]));

@@ -204,3 +204,21 @@ describe('npm run parity --backend webgpu --fused on the PyTorch fixture', () =>
       + `${err('ddim_step', 'x_prev').toExponential(1)}, DDIM loop ${err('ddim', 'x0').toExponential(1)}`);
   }, 120_000);
 });
+
+describe('npm run bench --case kernels on webgpu', () => {
+  // issue 15's targets: forward <= 40, training step <= 200, guided DDIM step <= 45
+  for (const channels of [32, 64]) {
+    it(`${channels} channels: the fused path meets the kernel targets, far below the plain core`,
+      () => {
+        const out = execFileSync('npm', ['run', '-s', 'bench', '--', '--case', 'kernels',
+          '--backend', 'webgpu', '--channels', String(channels), '--json'],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+        const line = JSON.parse(out.trim().split('\n').pop()!);
+        console.log(`kernels at ${channels} channels:`, JSON.stringify(line));
+        expect(line.forward_kernels).toBeLessThanOrEqual(40);
+        expect(line.train_step_kernels).toBeLessThanOrEqual(200);
+        expect(line.sample_step_kernels).toBeLessThanOrEqual(45);
+        expect(line.plain_forward_kernels).toBeGreaterThan(2 * line.forward_kernels);
+      }, 180_000);
+  }
+});
