@@ -218,7 +218,7 @@ async function caseTimes(o: CaseOptions, config: UNetConfig): Promise<number[]> 
     const x0 = tf.randomUniform([B, 28, 28, 1], -1, 1) as tf.Tensor4D;
     const shards = o.workers > 1
       ? await startShards(o.workers, config, { kind: 'paper-linear', T: 300 }, tr,
-        { threads: o.threads }) : null;
+        { threads: o.threads, plain: o.plain }) : null;
     try {
       return await timeRuns(o.repeats, async () => {
         if (shards) return void await shards.step(tr, x0, labelsOf(B));

@@ -7,7 +7,7 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import * as tf from '@tensorflow/tfjs-core';
 import { useNodeBackend } from '../src/lib/runtime/node';
 import {
-  applyGradients, makeSchedule, stepDraws,
+  applyGradients, makeSchedule, simpleLoss, stepDraws,
   type Labels, type Schedule, type ScheduleKind, type Trainer, type UNetConfig,
 } from '../src/lib/diffusion';
 import { fusedSimpleLoss } from '../src/lib/runtime/fused-unet';
@@ -16,6 +16,7 @@ interface Setup {
   config: UNetConfig; schedule: { kind: ScheduleKind; T: number };
   names: string[]; shapes: number[][]; // the parameters, in the order of every list below
   threads: number; // each worker's wasm threads
+  plain: boolean; // the core's simpleLoss instead of the fused network (bench --plain)
 }
 interface ShardJob {
   params: Float32Array[]; x0: Float32Array; eps: Float32Array;
@@ -27,7 +28,8 @@ type ShardResult = { loss: number; grads: Float32Array[] } | { error: string };
 async function shardGradients(params: tf.Variable[], setup: Setup, s: Schedule, job: ShardJob) {
   const p = Object.fromEntries(setup.names.map((n, i) => [n, params[i]]));
   const [x0, eps] = [tf.tensor4d(job.x0, job.shape), tf.tensor4d(job.eps, job.shape)];
-  const f = () => fusedSimpleLoss(p, setup.config, s, x0, job.t, eps, job.y);
+  const lossOf = setup.plain ? simpleLoss : fusedSimpleLoss;
+  const f = () => lossOf(p, setup.config, s, x0, job.t, eps, job.y);
   const { value, grads } = tf.variableGrads(f, params);
   // a weight unused by this shard (class_emb when all its labels were dropped): gradient 0
   const out = await Promise.all(params.map(async (v) =>
@@ -66,11 +68,11 @@ export interface Shards {
 
 /** Starts `workers - 1` worker threads that, with this thread, share each step of trainer `tr`. */
 export async function startShards(workers: number, config: UNetConfig,
-  schedule: { kind: ScheduleKind; T: number }, tr: Trainer, { threads = 1 } = {})
+  schedule: { kind: ScheduleKind; T: number }, tr: Trainer, { threads = 1, plain = false } = {})
   : Promise<Shards> {
   const names = Object.keys(tr.params);
   const shapes = names.map((n) => tr.params[n].shape);
-  const setup: Setup = { config, schedule, names, shapes, threads };
+  const setup: Setup = { config, schedule, names, shapes, threads, plain };
   // a worker thread does not inherit tsx's loader: register it there before importing this file
   const boot = 'import(\'tsx/esm/api\').then((tsx) => { tsx.register(); '
     + `return import(${JSON.stringify(import.meta.url)}); })`;

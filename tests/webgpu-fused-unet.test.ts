@@ -9,80 +9,28 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  condition, createTrainer, ddimSample, epsTheta, groupNorm, guidedEps, initParams, makeSchedule,
-  trainStep, upsample2x, type Labels, type Params, type UNetConfig,
+  condition, createTrainer, ddimSample, epsTheta, guidedEps, initParams, makeSchedule, trainStep,
+  type Labels, type Params, type UNetConfig,
 } from '../src/lib/diffusion';
 import { useNodeBackend } from '../src/lib/runtime/node';
 import {
-  fullyFusedTrainStep, fusedCondition, fusedEpsTheta, fusedGuidedEps, groupNormRelu, hasFusedKernels,
-  type GroupNormReluOptions,
+  fullyFusedTrainStep, fusedCondition, fusedEpsTheta, fusedGuidedEps, hasFusedKernels,
 } from '../src/lib/runtime/fused-unet';
 import { maxAbsDiff } from './helpers/backend';
+import {
+  checkFusedEps, checkGroupNormCase, expectSame, GROUP_NORM_CASES, TOLERANCE,
+} from './helpers/fused';
 
 beforeAll(() => useNodeBackend('webgpu'));
 
 const unet = (channels: number): UNetConfig => ({ imageChannels: 1, channels, classes: 10 });
-const TOLERANCE = 1e-4;
-
-/** The reference: the core's ops in the order epsTheta applies them. */
-function plainGroupNormRelu(x: tf.Tensor4D, o: GroupNormReluOptions): tf.Tensor4D {
-  return tf.tidy(() => {
-    let z = tf.relu(groupNorm(x));
-    if (o.skip) z = tf.add(z, o.skip);
-    if (o.cond) z = tf.add(z, o.cond);
-    if (o.twice) z = tf.add(z, o.skip!);
-    return o.upsample ? upsample2x(z) : z;
-  });
-}
-
-type Fn = (...xs: tf.Tensor[]) => tf.Tensor;
-
-/** f's value and its gradients of mean(f * r) (r fixed and random) with respect to `xs`: a loss
- *  of the training loss's scale (a mean), so that gradients are O(1) and 1e-4 is a tight bound. */
-async function valueAndGrads(f: Fn, xs: tf.Tensor[]) {
-  const value = f(...xs);
-  const r = tf.randomNormal(value.shape, 0, 1, 'float32', 77);
-  const grads = tf.grads((...ys: tf.Tensor[]) => tf.mean(tf.mul(f(...ys), r)))(xs);
-  const out = { value: await value.data(), grads: await Promise.all(grads.map((g) => g.data())) };
-  tf.dispose([value, r, ...grads]);
-  return out;
-}
-
-/** Expects f and g to agree within 1e-4 in value and gradients; returns the differences. */
-async function expectSame(f: Fn, g: Fn, xs: tf.Tensor[]) {
-  const [a, b] = [await valueAndGrads(f, xs), await valueAndGrads(g, xs)];
-  const errors = [maxAbsDiff(a.value, b.value), ...a.grads.map((ga, i) => maxAbsDiff(ga, b.grads[i]))];
-  expect(Math.max(...errors)).toBeLessThan(TOLERANCE);
-  return errors;
-}
 
 describe('groupNormRelu: one WebGPU kernel against the core ops', () => {
-  type Case = { skip?: boolean; cond?: boolean; twice?: boolean; upsample?: boolean };
-  const cases: [string, number[], Case][] = [
-    ['plain, 32 ch', [2, 28, 28, 32], {}],
-    ['skip, odd batch', [3, 14, 14, 64], { skip: true }],
-    ['skip and upsample, 1 image', [1, 14, 14, 32], { skip: true, upsample: true }],
-    ['the middle block: skip, cond, twice, upsample', [3, 7, 7, 128],
-      { skip: true, cond: true, twice: true, upsample: true }],
-  ];
-  for (const [name, shape, o] of cases) {
+  for (const [name, shape, o] of GROUP_NORM_CASES) {
     it(`${name} [${shape}]: values and gradients within 1e-4`, async () => {
       expect(hasFusedKernels()).toBe(true);
-      const [B, , , C] = shape;
-      const x = tf.randomNormal(shape, 0.3, 2, 'float32', 1);
-      const skip = tf.randomNormal(shape, 0, 1, 'float32', 2);
-      const cond = tf.randomNormal([B, 1, 1, C], 0, 1, 'float32', 3);
-      const xs = [x, ...(o.skip ? [skip] : []), ...(o.cond ? [cond] : [])];
-      const options = (ys: tf.Tensor[]): GroupNormReluOptions => ({
-        skip: o.skip ? ys[1] as tf.Tensor4D : undefined,
-        cond: o.cond ? ys[2] as tf.Tensor4D : undefined, twice: o.twice, upsample: o.upsample,
-      });
-      const before = tf.memory().numTensors;
-      const errors = await expectSame((...ys) => groupNormRelu(ys[0] as tf.Tensor4D, options(ys)),
-        (...ys) => plainGroupNormRelu(ys[0] as tf.Tensor4D, options(ys)), xs);
-      expect(tf.memory().numTensors).toBe(before);
+      const errors = await checkGroupNormCase(shape, o);
       console.log(`groupNormRelu ${name}: max |fused - plain| ${errors.map((e) => e.toExponential(1))}`);
-      tf.dispose([x, skip, cond]);
     });
   }
 });
@@ -107,18 +55,9 @@ describe('the condition: one WebGPU kernel against the core', () => {
 describe('fusedEpsTheta against epsTheta', () => {
   for (const [channels, B] of [[32, 1], [32, 3], [64, 2]]) {
     it(`${channels} channels, batch ${B}: eps and every weight's gradient within 1e-4`, async () => {
-      const c = unet(channels);
-      const p = initParams(c, channels + B);
-      const names = Object.keys(p);
-      const x = tf.randomNormal([B, 28, 28, 1], 0, 1, 'float32', 5) as tf.Tensor4D;
-      const t = Array.from({ length: B }, (_, i) => 7 + 100 * i);
-      const y = Array.from({ length: B }, (_, i) => (i === 1 ? null : i + 2));
-      const net = (f: typeof epsTheta) => (...ws: tf.Tensor[]) =>
-        f(Object.fromEntries(names.map((n, i) => [n, ws[i]])), c, x, t, y);
-      const errors = await expectSame(net(fusedEpsTheta), net(epsTheta), names.map((n) => p[n]));
+      const errors = await checkFusedEps(channels, B);
       console.log(`fusedEpsTheta ${channels} ch, B = ${B}: eps ${errors[0].toExponential(1)}, `
         + `gradients ${Math.max(...errors.slice(1)).toExponential(1)}`);
-      tf.dispose([x, ...Object.values(p)]);
     });
   }
   it('128 channels, batch 2: eps within 1e-4', async () => {

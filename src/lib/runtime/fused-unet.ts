@@ -1,8 +1,9 @@
 // The paper's UNet wired for fewer kernels: epsTheta (src/lib/diffusion/unet.ts) with each
 // "GroupNorm, ReLU, add the skip, upsample" run as one kernel where the backend has one
-// (./webgpu/group-norm.ts), and as the core's own ops where it has not. The convolutions and the
-// condition are the core's. tests/webgpu-fused-unet.test.ts checks values and gradients against
-// epsTheta; the samplers and the trainer take these in place of the core's.
+// (./webgpu/group-norm.ts, ./wasm-group-norm.ts), and as the core's own ops where it has not.
+// The convolutions are the core's; the condition is one kernel on webgpu (./webgpu/condition.ts).
+// tests/webgpu-fused-unet.test.ts and tests/wasm-group-norm.test.ts check values and gradients
+// against epsTheta; the samplers and the trainer take these in place of the core's.
 import * as tf from '@tensorflow/tfjs-core';
 import {
   checkInputs, condition, conv, groupNorm, guide, qSample, stepDraws, timestepEmbedding,
@@ -14,6 +15,7 @@ import {
   type GroupNormReluAttrs,
 } from './webgpu/group-norm';
 import { CONDITION, registerConditionKernel } from './webgpu/condition';
+import { registerWasmGroupNormKernels } from './wasm-group-norm';
 
 export interface GroupNormReluOptions {
   skip?: tf.Tensor4D; // added after the ReLU, [B, H, W, C]
@@ -25,14 +27,15 @@ export interface GroupNormReluOptions {
 const GROUPS = 32;
 const EPS = 1e-5;
 
-/** True where the active backend runs GroupNormRelu as one kernel (the WebGPU programs, registered
- *  here on first use). */
+/** True where the active backend runs GroupNormRelu as one kernel: the WebGPU programs on webgpu,
+ *  WebAssembly SIMD on wasm (registered here on first use). */
 export function hasFusedKernels(): boolean {
   const backend = tf.getBackend();
   if (backend === 'webgpu') {
     registerGroupNormKernels();
     registerConditionKernel();
   }
+  if (backend === 'wasm') registerWasmGroupNormKernels();
   if (!tf.getKernel(GROUP_NORM_RELU, backend)) return false;
   registerGradients();
   return true;

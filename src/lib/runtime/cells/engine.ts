@@ -1,8 +1,8 @@
 // What every cell's code shares once tfjs is loaded: one backend, one weights cache, the digit
 // set and debug hooks for tests. Loaded by the first Run on a page, a code-split chunk with tfjs.
-// On webgpu the UNet runs fused (../fused-unet.ts) unless a pane is edited or `?fused=off`; a
-// failure of the fused kernels, or a lost WebGPU device, reruns the cell on the plain library, or
-// on the next backend, with a note on the cell.
+// On webgpu and wasm the UNet runs fused (../fused-unet.ts) unless a pane is edited or
+// `?fused=off`; a failure of the fused kernels, or a lost WebGPU device, reruns the cell on the
+// plain library, or on the next backend, with a note on the cell.
 /// <reference types="vite/client" />
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -89,13 +89,15 @@ export async function startEngine(ctx: CellContext): Promise<typeof tf> {
   if (session.lost !== undefined) {
     ctx.note(`The WebGPU device was lost (${session.lost}): this cell ran on ${backend}.`);
   }
+  if (backend === 'wasm') session.fused.mode ??= fusedMode(ctx.search);
   if (backend === 'webgpu') {
     watchDevice();
     session.fused.mode ??= fusedMode(ctx.search);
     if (session.fused.mode !== 'off') await (session.fused.probe ??= probeFused());
-    if (session.fused.failure !== undefined) {
-      ctx.note(`Fused WebGPU kernels failed (${session.fused.failure}): ran the plain library.`);
-    }
+  }
+  if (session.fused.failure !== undefined) {
+    const kind = backend === 'webgpu' ? 'WebGPU' : backend;
+    ctx.note(`Fused ${kind} kernels failed (${session.fused.failure}): ran the plain library.`);
   }
   Object.assign(window, {
     __tfMemory: () => tf.memory(), __tfBackend: () => tf.getBackend(),
@@ -127,18 +129,19 @@ function watchDevice() {
   Object.assign(window, { __loseWebGPUDevice: () => device.destroy() });
 }
 
-/** The fused path on an unedited page: webgpu, not `?fused=off`, not failed. */
+/** The fused path on an unedited page: webgpu or wasm (WebAssembly SIMD GroupNorm), not
+ *  `?fused=off`, not failed. */
 function useFused(): boolean {
   const f = session.fused;
-  return tf.getBackend() === 'webgpu' && f.mode !== undefined && f.mode !== 'off'
+  return ['webgpu', 'wasm'].includes(tf.getBackend()) && f.mode !== undefined && f.mode !== 'off'
     && f.failure === undefined && session.lost === undefined;
 }
 
 /**
- * Checks the fused kernels once per page, before a cell uses them: a class-conditional forward
- * of random weights at batch 2 inside WebGPU error scopes, since a shader or pipeline that the
- * adapter rejects reports an error there rather than throwing. A failure is kept in
- * session.fused.failure: the page then runs the plain library, and its cells say so.
+ * Checks the fused kernels once per page, before a cell uses them: each of them once, on small
+ * inputs, inside WebGPU error scopes, since a shader or pipeline that the adapter rejects reports
+ * an error there rather than throwing. A failure is kept in session.fused.failure: the page then
+ * runs the plain library, and its cells say so.
  */
 async function probeFused(): Promise<void> {
   const device = webgpuDevice();
@@ -147,13 +150,13 @@ async function probeFused(): Promise<void> {
     if (!fused.hasFusedKernels()) throw new Error('no fused kernels on this backend');
     scopes.forEach((scope) => device?.pushErrorScope(scope));
     // the scopes stay open until the values are read, so that they see the submitted work
-    const values = await fusedProbeForward().catch((thrown: unknown) => thrown);
+    const values = await fusedProbeKernels().catch((thrown: unknown) => thrown);
     const errors = await Promise.all(scopes.map(() => device?.popErrorScope() ?? null));
     const error = errors.find((e) => e);
     if (error) throw new Error(error.message);
     if (!(values instanceof Float32Array)) throw values;
     if (!values.every(Number.isFinite)) {
-      throw new Error('the fused network gave values that are not finite');
+      throw new Error('the fused kernels gave values that are not finite');
     }
   } catch (error) {
     session.fused.failure = error instanceof Error ? error.message : String(error);
@@ -161,20 +164,27 @@ async function probeFused(): Promise<void> {
   }
 }
 
-/** The probe's forward: random weights, a labelled and an unlabelled image of 8 x 8. */
-async function fusedProbeForward(): Promise<Float32Array> {
+/** The probe's kernels: the condition and the four GroupNormRelu variants that fusedEpsTheta
+ * runs, on a batch of 2 at 4 x 4 (a pipeline per shape: compiling few and small ones is quick). */
+async function fusedProbeKernels(): Promise<Float32Array> {
   const params = initParams(RANDOM_CONFIG, 0);
-  let eps: tf.Tensor;
+  let outs: tf.Tensor[];
   try {
-    eps = tf.tidy(() => fused.fusedEpsTheta(params, RANDOM_CONFIG, tf.ones([2, 8, 8, 1]),
-      [1, 1], [3, null]));
+    outs = tf.tidy(() => {
+      const cond = fused.fusedCondition(params, RANDOM_CONFIG, [1, 1], [3, null]); // [2, 1, 1, 64]
+      const x = tf.ones<tf.Rank.R4>([2, 4, 4, 64]);
+      return [cond, fused.groupNormRelu(x), fused.groupNormRelu(x, { skip: x }),
+        fused.groupNormRelu(x, { skip: x, upsample: true }),
+        fused.groupNormRelu(x, { skip: x, cond, twice: true, upsample: true })];
+    });
   } finally {
     tf.dispose(Object.values(params));
   }
   try {
-    return await eps.data() as Float32Array;
+    const values = await Promise.all(outs.map((t) => t.data() as Promise<Float32Array>));
+    return Float32Array.from(values.flatMap((v) => Array.from(v)));
   } finally {
-    eps.dispose();
+    tf.dispose(outs);
   }
 }
 
@@ -229,13 +239,16 @@ function fusedLibrary(): Library {
 async function recover(error: unknown): Promise<boolean> {
   if (error instanceof FusedFailure && session.fused.failure === undefined) {
     session.fused.failure = error.message;
-    console.warn('fused WebGPU kernels failed; running the plain library:', error.cause);
+    console.warn('fused kernels failed; running the plain library:', error.cause);
     return true;
   }
   const device = webgpuDevice();
   if (session.lost === undefined && device) {
-    // a lost device fails the run's reads; its lost promise may settle just after them
-    await Promise.race([device.lost, new Promise((resolve) => setTimeout(resolve, 250))]);
+    // a lost device fails the run's reads (mapAsync rejects), while its lost promise may stay
+    // pending for seconds (Chromium with work in flight): such a failure counts as the loss
+    const message = error instanceof Error ? error.message : String(error);
+    if (error instanceof DOMException && /mapAsync/.test(message)) session.lost = message;
+    else await Promise.race([device.lost, new Promise((resolve) => setTimeout(resolve, 250))]);
   }
   return session.lost !== undefined && !session.leftWebgpu;
 }

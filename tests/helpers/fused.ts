@@ -1,0 +1,87 @@
+// Shared by the fused-kernel tests (webgpu and wasm): the plain reference of groupNormRelu and a
+// value-and-gradient comparison.
+import * as tf from '@tensorflow/tfjs-core';
+import { expect } from 'vitest';
+import { epsTheta, groupNorm, initParams, upsample2x } from '../../src/lib/diffusion';
+import {
+  fusedEpsTheta, groupNormRelu, type GroupNormReluOptions,
+} from '../../src/lib/runtime/fused-unet';
+import { maxAbsDiff } from './backend';
+
+export const TOLERANCE = 1e-4;
+
+/** The reference: the core's ops in the order epsTheta applies them. */
+export function plainGroupNormRelu(x: tf.Tensor4D, o: GroupNormReluOptions): tf.Tensor4D {
+  return tf.tidy(() => {
+    let z = tf.relu(groupNorm(x));
+    if (o.skip) z = tf.add(z, o.skip);
+    if (o.cond) z = tf.add(z, o.cond);
+    if (o.twice) z = tf.add(z, o.skip!);
+    return o.upsample ? upsample2x(z) : z;
+  });
+}
+
+export type Fn = (...xs: tf.Tensor[]) => tf.Tensor;
+
+/** f's value and its gradients of mean(f * r) (r fixed and random) with respect to `xs`: a loss
+ *  of the training loss's scale (a mean), so that gradients are O(1) and 1e-4 is a tight bound. */
+async function valueAndGrads(f: Fn, xs: tf.Tensor[]) {
+  const value = f(...xs);
+  const r = tf.randomNormal(value.shape, 0, 1, 'float32', 77);
+  const grads = tf.grads((...ys: tf.Tensor[]) => tf.mean(tf.mul(f(...ys), r)))(xs);
+  const out = { value: await value.data(), grads: await Promise.all(grads.map((g) => g.data())) };
+  tf.dispose([value, r, ...grads]);
+  return out;
+}
+
+/** Expects f and g to agree within 1e-4 in value and gradients; returns the differences. */
+export async function expectSame(f: Fn, g: Fn, xs: tf.Tensor[]) {
+  const [a, b] = [await valueAndGrads(f, xs), await valueAndGrads(g, xs)];
+  const errors = [maxAbsDiff(a.value, b.value), ...a.grads.map((ga, i) => maxAbsDiff(ga, b.grads[i]))];
+  expect(Math.max(...errors)).toBeLessThan(TOLERANCE);
+  return errors;
+}
+
+type Case = { skip?: boolean; cond?: boolean; twice?: boolean; upsample?: boolean };
+/** Every epilogue the UNet uses, at several widths and batch sizes (odd ones too). */
+export const GROUP_NORM_CASES: [string, number[], Case][] = [
+  ['plain, 32 ch', [2, 28, 28, 32], {}],
+  ['skip, odd batch', [3, 14, 14, 64], { skip: true }],
+  ['skip and upsample, 1 image', [1, 14, 14, 32], { skip: true, upsample: true }],
+  ['the middle block: skip, cond, twice, upsample', [3, 7, 7, 128],
+    { skip: true, cond: true, twice: true, upsample: true }],
+];
+
+/** groupNormRelu against the plain ops on one case: values, gradients, no tensor left over. */
+export async function checkGroupNormCase(shape: number[], o: Case): Promise<number[]> {
+  const [B, , , C] = shape;
+  const x = tf.randomNormal(shape, 0.3, 2, 'float32', 1);
+  const skip = tf.randomNormal(shape, 0, 1, 'float32', 2);
+  const cond = tf.randomNormal([B, 1, 1, C], 0, 1, 'float32', 3);
+  const xs = [x, ...(o.skip ? [skip] : []), ...(o.cond ? [cond] : [])];
+  const options = (ys: tf.Tensor[]): GroupNormReluOptions => ({
+    skip: o.skip ? ys[1] as tf.Tensor4D : undefined,
+    cond: o.cond ? ys[2] as tf.Tensor4D : undefined, twice: o.twice, upsample: o.upsample,
+  });
+  const before = tf.memory().numTensors;
+  const errors = await expectSame((...ys) => groupNormRelu(ys[0] as tf.Tensor4D, options(ys)),
+    (...ys) => plainGroupNormRelu(ys[0] as tf.Tensor4D, options(ys)), xs);
+  expect(tf.memory().numTensors).toBe(before);
+  tf.dispose([x, skip, cond]);
+  return errors;
+}
+
+/** fusedEpsTheta against epsTheta: eps and every weight's gradient, a null label among them. */
+export async function checkFusedEps(channels: number, B: number): Promise<number[]> {
+  const c = { imageChannels: 1, channels, classes: 10 };
+  const p = initParams(c, channels + B);
+  const names = Object.keys(p);
+  const x = tf.randomNormal([B, 28, 28, 1], 0, 1, 'float32', 5) as tf.Tensor4D;
+  const t = Array.from({ length: B }, (_, i) => 7 + 100 * i);
+  const y = Array.from({ length: B }, (_, i) => (i === 1 ? null : i + 2));
+  const net = (f: typeof epsTheta) => (...ws: tf.Tensor[]) =>
+    f(Object.fromEntries(names.map((n, i) => [n, ws[i]])), c, x, t, y);
+  const errors = await expectSame(net(fusedEpsTheta), net(epsTheta), names.map((n) => p[n]));
+  tf.dispose([x, ...Object.values(p)]);
+  return errors;
+}

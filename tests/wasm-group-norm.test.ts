@@ -1,0 +1,83 @@
+// The fused GroupNorm block on wasm (src/lib/runtime/wasm-group-norm.ts, WebAssembly SIMD from
+// src/lib/runtime/wasm-simd/group-norm.wat) against the core's plain ops: values and gradients,
+// the UNet, the PyTorch parity fixture, tf.memory() over 50 steps, and the assembled module being
+// the one its source makes. (Threads: tests/wasm-threads.test.ts draws the same samples with the
+// CLI on 1 and 2 threads, which runs this kernel on the shared heap.)
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createTrainer, ddimSample, makeSchedule, initParams } from '../src/lib/diffusion';
+import { useNodeBackend } from '../src/lib/runtime/node';
+import {
+  fullyFusedTrainStep, fusedGuidedEps, hasFusedKernels,
+} from '../src/lib/runtime/fused-unet';
+import { maxAbsDiff } from './helpers/backend';
+import { checkFusedEps, checkGroupNormCase, GROUP_NORM_CASES } from './helpers/fused';
+import { npmRun } from './helpers/tiny-datasets';
+
+beforeAll(() => useNodeBackend('wasm', { threads: 1 }));
+
+describe('groupNormRelu on wasm: WebAssembly SIMD against the core ops', () => {
+  for (const [name, shape, o] of GROUP_NORM_CASES) {
+    it(`${name} [${shape}]: values and gradients within 1e-4`, async () => {
+      expect(hasFusedKernels()).toBe(true);
+      const errors = await checkGroupNormCase(shape, o);
+      console.log(`wasm groupNormRelu ${name}: ${errors.map((e) => e.toExponential(1))}`);
+    });
+  }
+
+  for (const [channels, B] of [[32, 3], [64, 2]]) {
+    it(`fusedEpsTheta, ${channels} channels, batch ${B}: eps and gradients within 1e-4`,
+      async () => {
+        const errors = await checkFusedEps(channels, B);
+        console.log(`wasm fusedEpsTheta ${channels} ch, B = ${B}: eps `
+          + `${errors[0].toExponential(1)}, gradients ${Math.max(...errors.slice(1)).toExponential(1)}`);
+      });
+  }
+
+  it('tf.memory() is flat over 50 fused training steps and 50 guided sampling steps', async () => {
+    const c = { imageChannels: 1, channels: 32, classes: 10 };
+    const p = initParams(c, 13);
+    const schedule = makeSchedule('paper-linear', 300);
+    const tr = createTrainer(p, c, schedule, { seed: 1 });
+    const x0 = tf.randomUniform([2, 28, 28, 1], -1, 1, 'float32', 9) as tf.Tensor4D;
+    tf.dispose(fullyFusedTrainStep(tr, x0, [0, 1])); // Adam's moments exist from here
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 50; i++) tf.dispose(fullyFusedTrainStep(tr, x0, [0, 1]));
+    expect(tf.memory().numTensors).toBe(before);
+    const x = await ddimSample(fusedGuidedEps(p, c, [2, 5], 2), schedule, [2, 28, 28, 1],
+      { steps: 50, seed: 1 });
+    x.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x0, ...Object.values(p), ...Object.values(tr.params), ...Object.values(tr.ema!)]);
+  }, 120_000);
+});
+
+describe('the assembled module and the parity fixture', () => {
+  it('group-norm-wasm.ts is what npm run build-wasm makes from group-norm.wat', () => {
+    const r = npmRun('build-wasm', ['--check']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
+
+  it('npm run parity --fused on wasm: eps and a DDIM step within 1e-4, the loop within 5e-3', () => {
+    const FIXTURE = join(__dirname, 'fixtures/pytorch-parity');
+    const flat = (v: unknown): number[] => (Array.isArray(v) ? v.flat(Infinity) : [v]) as number[];
+    const out = join(mkdtempSync(join(tmpdir(), 'parity-wasm-fused-')), 'out.json');
+    execFileSync('npm', ['run', '-s', 'parity', '--', '--fixture', FIXTURE, '--out', out,
+      '--backend', 'wasm', '--fused']);
+    const got = JSON.parse(readFileSync(out, 'utf8'));
+    const want = JSON.parse(readFileSync(join(FIXTURE, 'case.json'), 'utf8'));
+    const err = (section: string, field: string) =>
+      maxAbsDiff(flat(got[section][field]), flat(want[section][field]));
+    expect(err('eps', 'eps')).toBeLessThan(1e-4);
+    expect(err('ddim_step', 'x_prev')).toBeLessThan(1e-4);
+    expect(err('p_mean_variance', 'mean')).toBeLessThan(1e-4);
+    expect(err('ddim', 'x0')).toBeLessThan(5e-3);
+    console.log(`fused parity on wasm: eps ${err('eps', 'eps').toExponential(1)}, DDIM step `
+      + `${err('ddim_step', 'x_prev').toExponential(1)}, loop ${err('ddim', 'x0').toExponential(1)}`);
+  }, 120_000);
+});
