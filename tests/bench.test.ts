@@ -69,14 +69,14 @@ describe('npm run bench --case', () => {
     }
   });
 
-  it('kernels: the fused path\'s counts and the plain core\'s; on wasm they are the same', () => {
+  it('kernels: the fused path\'s counts, below the plain core\'s on wasm too (SIMD GroupNorm)', () => {
     const line = bench(['--case', 'kernels', '--channels', '32', '--batch', '2']);
     positive(line, ['plain_forward_kernels', 'plain_train_step_kernels',
       'plain_sample_step_kernels']);
-    // wasm has no fused GroupNorm kernel: the fused module runs the core's own ops
-    expect(line.plain_forward_kernels).toBe(line.forward_kernels);
-    expect(line.plain_sample_step_kernels).toBe(line.sample_step_kernels);
-    expect(line.plain_train_step_kernels).toBe(line.train_step_kernels);
+    for (const call of ['forward', 'train_step', 'sample_step']) {
+      expect(line[`${call}_kernels`] as number, call)
+        .toBeLessThan(line[`plain_${call}_kernels`] as number);
+    }
   });
 
   it('kernels counts launches and views apart, the same at every batch size', () => {
