@@ -3,10 +3,6 @@
 // the UNet, the PyTorch parity fixture, tf.memory() over 50 steps, and the assembled module being
 // the one its source makes. (Threads: tests/wasm-threads.test.ts draws the same samples with the
 // CLI on 1 and 2 threads, which runs this kernel on the shared heap.)
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTrainer, ddimSample, makeSchedule, initParams } from '../src/lib/diffusion';
@@ -14,8 +10,9 @@ import { useNodeBackend } from '../src/lib/runtime/node';
 import {
   fullyFusedTrainStep, fusedGuidedEps, hasFusedKernels,
 } from '../src/lib/runtime/fused-unet';
-import { maxAbsDiff } from './helpers/backend';
-import { checkFusedEps, checkGroupNormCase, GROUP_NORM_CASES } from './helpers/fused';
+import {
+  checkFusedEps, checkFusedParity, checkGroupNormCase, GROUP_NORM_CASES,
+} from './helpers/fused';
 import { npmRun } from './helpers/tiny-datasets';
 
 beforeAll(() => useNodeBackend('wasm', { threads: 1 }));
@@ -64,20 +61,7 @@ describe('the assembled module and the parity fixture', () => {
   });
 
   it('npm run parity --fused on wasm: eps and a DDIM step within 1e-4, the loop within 5e-3', () => {
-    const FIXTURE = join(__dirname, 'fixtures/pytorch-parity');
-    const flat = (v: unknown): number[] => (Array.isArray(v) ? v.flat(Infinity) : [v]) as number[];
-    const out = join(mkdtempSync(join(tmpdir(), 'parity-wasm-fused-')), 'out.json');
-    execFileSync('npm', ['run', '-s', 'parity', '--', '--fixture', FIXTURE, '--out', out,
-      '--backend', 'wasm', '--fused']);
-    const got = JSON.parse(readFileSync(out, 'utf8'));
-    const want = JSON.parse(readFileSync(join(FIXTURE, 'case.json'), 'utf8'));
-    const err = (section: string, field: string) =>
-      maxAbsDiff(flat(got[section][field]), flat(want[section][field]));
-    expect(err('eps', 'eps')).toBeLessThan(1e-4);
-    expect(err('ddim_step', 'x_prev')).toBeLessThan(1e-4);
-    expect(err('p_mean_variance', 'mean')).toBeLessThan(1e-4);
-    expect(err('ddim', 'x0')).toBeLessThan(5e-3);
-    console.log(`fused parity on wasm: eps ${err('eps', 'eps').toExponential(1)}, DDIM step `
-      + `${err('ddim_step', 'x_prev').toExponential(1)}, loop ${err('ddim', 'x0').toExponential(1)}`);
+    const errors = checkFusedParity('wasm');
+    console.log('fused parity on wasm:', JSON.stringify(errors));
   }, 120_000);
 });

@@ -1,5 +1,9 @@
 // Shared by the fused-kernel tests (webgpu and wasm): the plain reference of groupNormRelu and a
 // value-and-gradient comparison.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
 import { epsTheta, groupNorm, initParams, upsample2x } from '../../src/lib/diffusion';
@@ -83,5 +87,26 @@ export async function checkFusedEps(channels: number, B: number): Promise<number
     f(Object.fromEntries(names.map((n, i) => [n, ws[i]])), c, x, t, y);
   const errors = await expectSame(net(fusedEpsTheta), net(epsTheta), names.map((n) => p[n]));
   tf.dispose([x, ...Object.values(p)]);
+  return errors;
+}
+
+/** npm run parity --fused on `backend` against the PyTorch fixture: eps, one DDIM step and the
+ *  posterior mean within 1e-4, the whole DDIM loop within 5e-3; returns the four errors. */
+export function checkFusedParity(backend: string) {
+  const FIXTURE = join(__dirname, '../fixtures/pytorch-parity');
+  const flat = (v: unknown): number[] => (Array.isArray(v) ? v.flat(Infinity) : [v]) as number[];
+  const out = join(mkdtempSync(join(tmpdir(), 'parity-fused-')), 'out.json');
+  execFileSync('npm', ['run', '-s', 'parity', '--', '--fixture', FIXTURE, '--out', out,
+    '--backend', backend, '--fused'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const got = JSON.parse(readFileSync(out, 'utf8'));
+  const want = JSON.parse(readFileSync(join(FIXTURE, 'case.json'), 'utf8'));
+  const err = (section: string, field: string) =>
+    maxAbsDiff(flat(got[section][field]), flat(want[section][field]));
+  const errors = { eps: err('eps', 'eps'), ddimStep: err('ddim_step', 'x_prev'),
+    posteriorMean: err('p_mean_variance', 'mean'), ddimLoop: err('ddim', 'x0') };
+  expect(errors.eps).toBeLessThan(1e-4);
+  expect(errors.ddimStep).toBeLessThan(1e-4);
+  expect(errors.posteriorMean).toBeLessThan(1e-4);
+  expect(errors.ddimLoop).toBeLessThan(5e-3);
   return errors;
 }

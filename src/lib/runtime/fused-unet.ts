@@ -6,10 +6,10 @@
 // against epsTheta; the samplers and the trainer take these in place of the core's.
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  checkInputs, condition, conv, groupNorm, guide, qSample, stepDraws, timestepEmbedding,
+  checkInputs, condition, conv, groupNorm, guide, qSample, timestepEmbedding,
   upsample2x, type EpsFn, type Labels, type Params, type Schedule, type Trainer, type UNetConfig,
 } from '../diffusion';
-import { fusedApplyGradients } from './webgpu/fused-adam';
+import { fusedTrainStep } from './webgpu/fused-adam';
 import {
   GROUP_NORM_RELU, GROUP_NORM_RELU_GRAD, registerGroupNormKernels, UPSAMPLE_GRAD,
   type GroupNormReluAttrs,
@@ -181,10 +181,5 @@ export function fusedSimpleLoss(p: Params, c: UNetConfig, s: Schedule, x0: tf.Te
 /** trainStep (train.ts) on the fused network, with the fused Adam + EMA update
  *  (./webgpu/fused-adam.ts): the same draws, loss and gradients. npm run train runs this. */
 export function fullyFusedTrainStep(tr: Trainer, x0: tf.Tensor4D, labels?: number[]): tf.Scalar {
-  const { t, y, eps } = stepDraws(tr, x0.shape, labels);
-  const loss = () => fusedSimpleLoss(tr.params, tr.config, tr.schedule, x0, t, eps, y);
-  const { value, grads } = tf.variableGrads(loss, Object.values(tr.params));
-  eps.dispose();
-  fusedApplyGradients(tr, grads);
-  return value;
+  return fusedTrainStep(tr, x0, labels, fusedSimpleLoss);
 }

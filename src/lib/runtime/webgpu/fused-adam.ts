@@ -258,10 +258,12 @@ export function fusedApplyGradients(tr: Trainer, grads: tf.NamedTensorMap,
   tr.step += 1;
 }
 
-/** trainStep (train.ts) with the fused update: the same draws, loss and gradients. */
-export function fusedTrainStep(tr: Trainer, x0: tf.Tensor4D, labels?: number[]): tf.Scalar {
+/** trainStep (train.ts) with the fused update: the same draws, loss and gradients. `lossFn`
+ *  computes the loss (simpleLoss unless given: ../fused-unet.ts gives its fused network's). */
+export function fusedTrainStep(tr: Trainer, x0: tf.Tensor4D, labels?: number[],
+  lossFn: typeof simpleLoss = simpleLoss): tf.Scalar {
   const { t, y, eps } = stepDraws(tr, x0.shape, labels);
-  const loss = () => simpleLoss(tr.params, tr.config, tr.schedule, x0, t, eps, y);
+  const loss = () => lossFn(tr.params, tr.config, tr.schedule, x0, t, eps, y);
   const { value, grads } = tf.variableGrads(loss, Object.values(tr.params));
   eps.dispose();
   fusedApplyGradients(tr, grads);

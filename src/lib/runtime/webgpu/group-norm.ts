@@ -50,9 +50,13 @@ fn workgroupSum(v: f32) -> f32 {
   return total;
 }
 
-fn groupIndex() -> u32 {
+// (b, g, 1) for the workgroup of image b, group g; (last b, g, 0) past the last group (tfjs may
+// round the dispatch up to a grid)
+fn ownGroup() -> vec3<u32> {
   _ = uniforms.outShape; // tfjs binds its uniforms: a layout of 'auto' keeps only what is used
-  return (workgroupId.z * numWorkgroups.y + workgroupId.y) * numWorkgroups.x + workgroupId.x;
+  let group = (workgroupId.z * numWorkgroups.y + workgroupId.y) * numWorkgroups.x + workgroupId.x;
+  return vec3<u32>(min(group / ${s.G}u, ${s.B - 1}u), group % ${s.G}u,
+    select(0u, 1u, group < ${s.B * s.G}u));
 }
 
 // [B, H, W, C] address of the k-th value of group (b, g): pixel k / CG, channel g CG + k % CG
@@ -121,12 +125,11 @@ class GroupNormReluProgram implements WebGPUProgram {
 ${this.a.upsample ? upsampledAddress(s) : ''}
 
 fn main(index: i32) {
-  let group = groupIndex();
-  let valid = group < ${s.B * s.G}u;
-  let b = min(group / ${s.G}u, ${s.B - 1}u);
-  let g = group % ${s.G}u;
-  let stats = groupStats(b, g, valid);
-  if (!valid) { return; }
+  let own = ownGroup();
+  let b = own.x;
+  let g = own.y;
+  let stats = groupStats(b, g, own.z == 1u);
+  if (own.z == 0u) { return; }
   for (var k = localIndex; k < ${s.N}u; k = k + ${WORKGROUP}u) {
     let at = addressOf(b, g, k);
     var z = max((x[at] - stats.x) * stats.y, 0.0);
@@ -170,10 +173,10 @@ fn dzAt(b: u32, g: u32, k: u32) -> f32 {
 }
 
 fn main(index: i32) {
-  let group = groupIndex();
-  let valid = group < ${s.B * s.G}u;
-  let b = min(group / ${s.G}u, ${s.B - 1}u);
-  let g = group % ${s.G}u;
+  let own = ownGroup();
+  let b = own.x;
+  let g = own.y;
+  let valid = own.z == 1u;
   let stats = groupStats(b, g, valid);
   var dnSum = 0.0;
   var dnnSum = 0.0;
