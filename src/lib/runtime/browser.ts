@@ -39,10 +39,10 @@ export function wasmThreads(search: string): number {
   return n;
 }
 
-/** How the cells run the UNet on webgpu: `on` (the default) with the fused kernels of
+/** How the cells run the UNet on webgpu and wasm: `on` (the default) with the fused kernels of
  * ./fused-unet.ts; `off` (`?fused=off`) with the plain library; `fail` (`?fused=fail`, for tests)
  * as `on`, but the first fused call of the page throws, so the cell falls back to the plain
- * library with a note (cells/engine.ts). Other backends always run the plain library. */
+ * library with a note (cells/engine.ts). webgl and cpu always run the plain library. */
 export type FusedMode = 'on' | 'off' | 'fail';
 const FUSED_MODES: FusedMode[] = ['on', 'off', 'fail'];
 
