@@ -1,4 +1,4 @@
-// The cells on webgpu (SwiftShader, forced) run the UNet through the fused kernels of
+// The cells on webgpu (SwiftShader, forced) and on wasm run the UNet through the fused kernels of
 // src/lib/runtime/fused-unet.ts; `?fused=off` runs the plain library. In headless Chromium: the
 // guidance cell draws the same pixels both ways (within 1 of 255) and records the same values
 // (image 0 at every step: x_t, eps, eps_c and eps_u within 1e-4, and the x_0 estimate, which
@@ -111,6 +111,29 @@ describe('?fused=', () => {
     expect(() => fusedMode('?fused=yes'))
       .toThrow('?fused=yes is not a mode: expected one of on, off, fail');
   });
+});
+
+describe('the guidance cell on wasm, fused (WebAssembly SIMD GroupNorm) and plain', () => {
+  it('draws the same pixels and records the same values with ?fused=off', async () => {
+    const runs: Run[] = [];
+    for (const extra of ['', '&fused=off']) {
+      const { page, errors } = await site.open(`${PAGE}?backend=wasm&cells=tiny${extra}`);
+      runs.push(await guidanceRun(page));
+      expect(errors).toEqual([]);
+      await page.close();
+    }
+    for (const run of runs) {
+      expect(run.result).toMatchObject({ state: 'done', backend: 'wasm', error: '', blank: [] });
+      expect(run.note).toBe('');
+    }
+    expect(runs.map((r) => r.fused)).toEqual([true, false]);
+    const values = stepsDiff(runs[0].steps, runs[1].steps);
+    const pixels = maxDiff(runs[0].pixels, runs[1].pixels);
+    console.log(`tiny guidance on wasm, fused vs plain: max |value difference| `
+      + `${values.toExponential(2)}, max pixel difference ${pixels} of 255`);
+    expect(values).toBeLessThan(TOLERANCE);
+    expect(pixels).toBeLessThanOrEqual(1);
+  }, 300_000);
 });
 
 describe('the guidance cell on webgpu, fused and plain', () => {
