@@ -33,16 +33,21 @@ class ConditionProgram implements WebGPUProgram {
     // the frequency step as tfjs rounds the scalar -ln(10000) / half: to float32
     const step = Math.fround(-Math.log(10000) / half);
     return `
+fn frequency(i: i32) -> f32 {
+  return exp(f32(i) * ${step.toExponential(9)});
+}
+
 fn main(index: i32) {
   if (index >= uniforms.size) { return; }
   let b = index / ${2 * C};
   let j = index % ${2 * C};
   let tb = t[b];
   var acc = 0.0;
+  for (var i = 0; i < ${half}; i = i + 1) { // the cosines, then the sines: emb's order
+    acc = acc + cos(tb * frequency(i)) * weight[i * ${2 * C} + j];
+  }
   for (var i = 0; i < ${half}; i = i + 1) {
-    let angle = tb * exp(f32(i) * ${step.toExponential(9)});
-    acc = acc + cos(angle) * weight[i * ${2 * C} + j];
-    acc = acc + sin(angle) * weight[(i + ${half}) * ${2 * C} + j];
+    acc = acc + sin(tb * frequency(i)) * weight[(i + ${half}) * ${2 * C} + j];
   }
   var value = max(acc + bias[j], 0.0);
   let y = labels[b];

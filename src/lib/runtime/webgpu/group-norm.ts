@@ -12,7 +12,7 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 export const GROUP_NORM_RELU = 'DiffusionGroupNormRelu';
 export const GROUP_NORM_RELU_GRAD = 'DiffusionGroupNormReluGrad';
 export const UPSAMPLE_GRAD = 'DiffusionUpsample2xGrad';
-const WORKGROUP = 256;
+const WORKGROUP = 64; // 256 is 4-6x slower on CPU-emulated adapters (SwiftShader, lavapipe)
 
 /** What follows the normalisation: z = relu(n) + skip + cond (+ skip again), then 2x nearest. */
 export interface GroupNormReluAttrs {
@@ -35,6 +35,14 @@ function sizes(shape: number[], groups: number) {
 function groupPrelude(s: ReturnType<typeof sizes>, eps: number): string {
   return `
 var<workgroup> partial: array<f32, ${WORKGROUP}>;
+
+// (sum, compensation) + v, Kahan's summation: each thread adds up N / WORKGROUP values, and the
+// compensation keeps their rounding from growing with that count
+fn kahanAdd(acc: vec2<f32>, v: f32) -> vec2<f32> {
+  let y = v - acc.y;
+  let t = acc.x + y;
+  return vec2<f32>(t, (t - acc.x) - y);
+}
 
 fn workgroupSum(v: f32) -> f32 {
   partial[localIndex] = v;
@@ -66,19 +74,19 @@ fn addressOf(b: u32, g: u32, k: u32) -> u32 {
 
 // mean and 1 / sqrt(variance + eps) of group (b, g); reads stay in bounds when valid is false
 fn groupStats(b: u32, g: u32, valid: bool) -> vec2<f32> {
-  var sum = 0.0;
+  var sum = vec2<f32>(0.0);
   for (var k = localIndex; k < ${s.N}u; k = k + ${WORKGROUP}u) {
-    if (valid) { sum = sum + x[addressOf(b, g, k)]; }
+    if (valid) { sum = kahanAdd(sum, x[addressOf(b, g, k)]); }
   }
-  let mean = workgroupSum(sum) / ${s.N}.0;
-  var squares = 0.0;
+  let mean = workgroupSum(sum.x) / ${s.N}.0;
+  var squares = vec2<f32>(0.0);
   for (var k = localIndex; k < ${s.N}u; k = k + ${WORKGROUP}u) {
     if (valid) {
       let d = x[addressOf(b, g, k)] - mean;
-      squares = squares + d * d;
+      squares = kahanAdd(squares, d * d);
     }
   }
-  let variance = workgroupSum(squares) / ${s.N}.0;
+  let variance = workgroupSum(squares.x) / ${s.N}.0;
   return vec2<f32>(mean, inverseSqrt(variance + ${eps.toExponential()}));
 }`;
 }
@@ -178,18 +186,18 @@ fn main(index: i32) {
   let g = own.y;
   let valid = own.z == 1u;
   let stats = groupStats(b, g, valid);
-  var dnSum = 0.0;
-  var dnnSum = 0.0;
+  var dnSum = vec2<f32>(0.0);
+  var dnnSum = vec2<f32>(0.0);
   for (var k = localIndex; k < ${s.N}u; k = k + ${WORKGROUP}u) {
     if (valid) {
       let n = (x[addressOf(b, g, k)] - stats.x) * stats.y;
       let dn = select(0.0, dzAt(b, g, k), n > 0.0);
-      dnSum = dnSum + dn;
-      dnnSum = dnnSum + dn * n;
+      dnSum = kahanAdd(dnSum, dn);
+      dnnSum = kahanAdd(dnnSum, dn * n);
     }
   }
-  let dnMean = workgroupSum(dnSum) / ${s.N}.0;
-  let dnnMean = workgroupSum(dnnSum) / ${s.N}.0;
+  let dnMean = workgroupSum(dnSum.x) / ${s.N}.0;
+  let dnnMean = workgroupSum(dnnSum.x) / ${s.N}.0;
   if (!valid) { return; }
   for (var k = localIndex; k < ${s.N}u; k = k + ${WORKGROUP}u) {
     let at = addressOf(b, g, k);
