@@ -69,7 +69,7 @@ describe('npm run bench --case', () => {
     }
   });
 
-  it('kernels: the fused path\'s counts, below the plain core\'s on wasm too (SIMD GroupNorm)', () => {
+  it('kernels: fewer on the fused path than the plain core, on wasm too (SIMD GroupNorm)', () => {
     const line = bench(['--case', 'kernels', '--channels', '32', '--batch', '2']);
     positive(line, ['plain_forward_kernels', 'plain_train_step_kernels',
       'plain_sample_step_kernels']);

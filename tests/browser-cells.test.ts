@@ -14,17 +14,21 @@ import {
 } from './helpers/site-browser';
 import { siteDist } from './helpers/site-dist';
 
-const CELLS = ['forward-noising', 'network-trace', 'live-training', 'ddpm-sampling', 'ddim-vs-ddpm', 'guidance', 'load-checkpoint'];
+const CELLS = ['forward-noising', 'network-trace', 'live-training', 'ddpm-sampling', 'ddim-vs-ddpm',
+  'guidance', 'load-checkpoint'];
 const LAB = '/lab/';
 
-/** A checkpoint of the paper's UNet with random weights, written as PyTorch would (pure JS, no tfjs backend). */
+/** A checkpoint of the paper's UNet with random weights, written as PyTorch would (pure JS, no
+ * tfjs backend). */
 function randomCheckpoint(config: UNetConfig): Buffer {
   const rng = rngFromSeed(3);
   const tensors: Record<string, HostTensor> = {};
   for (const [name, shape] of Object.entries(torchShapes(config))) {
     const size = shape.reduce((a, b) => a * b, 1);
     const scale = 1 / Math.sqrt(shape.slice(1).reduce((a, b) => a * b, 1) || 1);
-    tensors[name] = { shape, data: Float32Array.from({ length: size }, () => (rng() / 2 ** 32 - 0.5) * 2 * scale) };
+    tensors[name] = {
+      shape, data: Float32Array.from({ length: size }, () => (rng() / 2 ** 32 - 0.5) * 2 * scale),
+    };
   }
   return Buffer.from(writeSafetensors(tensors, { schedule: 'cosine', T: '20' }));
 }
@@ -34,7 +38,8 @@ const site = useSiteBrowser();
 const open = site.open;
 
 async function chooseCheckpoint(page: Page, buffer: Buffer, name = 'model.safetensors') {
-  await page.locator('[data-run-cell="load-checkpoint"] input[type="file"]').setInputFiles({ name, mimeType: 'application/octet-stream', buffer });
+  await page.locator('[data-run-cell="load-checkpoint"] input[type="file"]')
+    .setInputFiles({ name, mimeType: 'application/octet-stream', buffer });
 }
 
 /** The chapter pages with cells, each with the cells it holds; the playground page until chapters have any. */

@@ -6,24 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
-import { epsTheta, groupNorm, initParams, upsample2x } from '../../src/lib/diffusion';
+import { epsTheta, initParams } from '../../src/lib/diffusion';
 import {
-  fusedEpsTheta, groupNormRelu, type GroupNormReluOptions,
+  fusedEpsTheta, groupNormRelu, plainGroupNormRelu, type GroupNormReluOptions,
 } from '../../src/lib/runtime/fused-unet';
 import { maxAbsDiff } from './backend';
 
 export const TOLERANCE = 1e-4;
-
-/** The reference: the core's ops in the order epsTheta applies them. */
-export function plainGroupNormRelu(x: tf.Tensor4D, o: GroupNormReluOptions): tf.Tensor4D {
-  return tf.tidy(() => {
-    let z = tf.relu(groupNorm(x));
-    if (o.skip) z = tf.add(z, o.skip);
-    if (o.cond) z = tf.add(z, o.cond);
-    if (o.twice) z = tf.add(z, o.skip!);
-    return o.upsample ? upsample2x(z) : z;
-  });
-}
 
 export type Fn = (...xs: tf.Tensor[]) => tf.Tensor;
 

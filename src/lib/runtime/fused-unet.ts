@@ -55,6 +55,12 @@ export function groupNormRelu(x: tf.Tensor4D, o: GroupNormReluOptions = {}): tf.
     return tf.engine().runKernel(GROUP_NORM_RELU, inputs,
       attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D;
   }
+  return plainGroupNormRelu(x, o);
+}
+
+/** groupNormRelu by the core's ops, in epsTheta's order: the reference the kernels are tested
+ *  against, and what backends without them run. */
+export function plainGroupNormRelu(x: tf.Tensor4D, o: GroupNormReluOptions = {}): tf.Tensor4D {
   return tf.tidy(() => {
     let z = tf.relu(groupNorm(x, GROUPS, EPS));
     if (o.skip) z = tf.add(z, o.skip);
@@ -122,12 +128,14 @@ function conditionGrad(dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: t
   const d = tf.reshape(dy as tf.Tensor, [t.length, 2 * channels]); // [B, 2C]
   const emb = timestepEmbedding(t, channels); // [B, C]
   const dTemb = tf.mul(d, tf.step(tf.add(tf.matMul(emb, weight as tf.Tensor2D), bias)));
-  const oneHot = () => tf.oneHot(tf.tensor1d(labels, 'int32'), classEmb.shape[0]); // [B, K]
+  const classEmbGrad = () => {
+    const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), classEmb.shape[0]); // [B, K]
+    return tf.matMul(oneHot, tf.mul(d, tf.step(tf.matMul(oneHot, classEmb))), true, false);
+  };
   return {
     weight: () => tf.matMul(emb, dTemb, true, false),
     bias: () => tf.sum(dTemb, 0),
-    classEmb: () => tf.matMul(oneHot(), tf.mul(d, tf.step(tf.matMul(oneHot(), classEmb))),
-      true, false),
+    classEmb: classEmbGrad,
   };
 }
 

@@ -67,28 +67,35 @@ function withScratch<T>(backend: Backend, floats: number, f: (ptr: number) => T)
   }
 }
 
+/** Each group's mean of the per-channel sums at byte offset `sums` (C floats, each over the hw
+ *  pixels of one image: N values a group); written back per channel at `into` if given. */
+function groupMeans(heap: Float32Array, sums: number, l: { C: number; CG: number; N: number },
+  into?: number): Float64Array {
+  const means = new Float64Array(l.C / l.CG);
+  for (let c = 0; c < l.C; c++) means[Math.floor(c / l.CG)] += heap[sums / 4 + c] / l.N;
+  if (into !== undefined) {
+    for (let c = 0; c < l.C; c++) heap[into / 4 + c] = means[Math.floor(c / l.CG)];
+  }
+  return means;
+}
+
 /** Per channel of image x (at byte offset xb): its group's mean as scale = 1 / sqrt(var + eps)
  *  and shift = -mean scale, written at `scale` and `scale + 4C`; `work` holds 2C floats. */
 function groupScaleShift(backend: Backend, simd: Simd, o: { xb: number; hw: number; C: number;
   groups: number; eps: number; work: number; scale: number }) {
   const { xb, hw, C, groups, eps, work, scale } = o;
-  const CG = C / groups;
-  const N = hw * CG;
-  const f = () => new Float32Array(heapMemory(backend).buffer); // a fresh view each time
+  const l = { C, CG: C / groups, N: hw * (C / groups) };
+  const heap = () => new Float32Array(heapMemory(backend).buffer); // a fresh view each time
   simd.sums(xb, work, hw, C);
-  const mean = new Float64Array(groups);
-  let heap = f();
-  for (let c = 0; c < C; c++) mean[Math.floor(c / CG)] += heap[work / 4 + c] / N;
-  for (let c = 0; c < C; c++) heap[work / 4 + C + c] = mean[Math.floor(c / CG)];
+  const mean = groupMeans(heap(), work, l, work + 4 * C);
   simd.squares(xb, work + 4 * C, work, hw, C);
-  heap = f();
-  const variance = new Float64Array(groups);
-  for (let c = 0; c < C; c++) variance[Math.floor(c / CG)] += heap[work / 4 + c] / N;
+  const h = heap();
+  const variance = groupMeans(h, work, l);
   for (let c = 0; c < C; c++) {
-    const g = Math.floor(c / CG);
+    const g = Math.floor(c / l.CG);
     const r = 1 / Math.sqrt(variance[g] + eps);
-    heap[scale / 4 + c] = r;
-    heap[scale / 4 + C + c] = -mean[g] * r;
+    h[scale / 4 + c] = r;
+    h[scale / 4 + C + c] = -mean[g] * r;
   }
 }
 
@@ -143,8 +150,7 @@ function groupNormReluGradKernel({ inputs, backend: b, attrs }: KernelArgs): tf.
   const simd = simdOf(backend);
   const dx = backend.makeOutput(x.shape, 'float32');
   const image = 4 * H * W * C;
-  const CG = C / a.groups;
-  const N = H * W * CG;
+  const l = { C, CG: C / a.groups, N: (H * W * C) / a.groups };
   withScratch(backend, 8 * C + (a.upsample ? H * W * C : 0), (work) => {
     const [scale, sums, ab] = [work + 8 * C, work + 16 * C, work + 24 * C];
     const dzScratch = work + 32 * C;
@@ -159,15 +165,8 @@ function groupNormReluGradKernel({ inputs, backend: b, attrs }: KernelArgs): tf.
       }
       simd.gradSums(xb, dz, scale, scale + 4 * C, sums, sums + 4 * C, H * W, C);
       const heap = new Float32Array(heapMemory(backend).buffer);
-      const [dnMean, dnnMean] = [new Float64Array(a.groups), new Float64Array(a.groups)];
-      for (let c = 0; c < C; c++) {
-        dnMean[Math.floor(c / CG)] += heap[sums / 4 + c] / N;
-        dnnMean[Math.floor(c / CG)] += heap[sums / 4 + C + c] / N;
-      }
-      for (let c = 0; c < C; c++) {
-        heap[ab / 4 + c] = dnMean[Math.floor(c / CG)];
-        heap[ab / 4 + C + c] = dnnMean[Math.floor(c / CG)];
-      }
+      groupMeans(heap, sums, l, ab); // mean(dn) of each channel's group
+      groupMeans(heap, sums + 4 * C, l, ab + 4 * C); // mean(dn n)
       simd.gradApply(xb, dz, scale, scale + 4 * C, ab, ab + 4 * C, pointer(backend, dx) + i * image,
         H * W, C);
     }
