@@ -118,7 +118,10 @@ export async function startShards(workers: number, config: UNetConfig,
       const ok = results as { loss: number; grads: Float32Array[] }[];
       const grads = Object.fromEntries(vars.map((v, i) => {
         const mean = new Float32Array(v.size);
-        for (const r of ok) r.grads[i].forEach((g, j) => (mean[j] += g / workers));
+        for (const r of ok) { // a plain loop: forEach's callback per element took ~30 ms a step
+          const g = r.grads[i];
+          for (let j = 0; j < g.length; j++) mean[j] += g[j] / workers;
+        }
         return [v.name, tf.tensor(mean, v.shape)];
       }));
       return { loss: ok.reduce((a, r) => a + r.loss, 0) / workers, grads };

@@ -9,6 +9,8 @@ type Case = { x: Shape4; f: Shape4; stride: number; pad: 'same' | 'valid' | numb
 const cases: [string, Case][] = [
   ['3x3, stride 1, pad 1 (the UNet convs)', { x: [2, 9, 9, 3], f: [3, 3, 3, 4], stride: 1, pad: 1 }],
   ['3x3, stride 2, pad 1, even size (the UNet down convs)', { x: [3, 8, 8, 2], f: [3, 3, 2, 5], stride: 2, pad: 1 }],
+  ['3x3, stride 2, pad 1, even non-square size, more channels (the phase path)',
+    { x: [2, 6, 10, 16], f: [3, 3, 16, 24], stride: 2, pad: 1 }],
   ['3x3, stride 2, pad 1, odd size', { x: [2, 7, 7, 3], f: [3, 3, 3, 2], stride: 2, pad: 1 }],
   ['5x3, stride 2, same padding, non-square', { x: [1, 10, 7, 2], f: [5, 3, 2, 3], stride: 2, pad: 'same' }],
   ['2x2, stride 1, valid padding', { x: [2, 5, 6, 1], f: [2, 2, 1, 3], stride: 1, pad: 'valid' }],
