@@ -116,14 +116,9 @@ export async function startShards(workers: number, config: UNetConfig,
       const failed = results.find((r): r is { error: string } => 'error' in r);
       if (failed) throw new Error(`a training worker failed: ${failed.error}`);
       const ok = results as { loss: number; grads: Float32Array[] }[];
-      const grads = Object.fromEntries(vars.map((v, i) => {
-        const mean = new Float32Array(v.size);
-        for (const r of ok) { // a plain loop: forEach's callback per element took ~30 ms a step
-          const g = r.grads[i];
-          for (let j = 0; j < g.length; j++) mean[j] += g[j] / workers;
-        }
-        return [v.name, tf.tensor(mean, v.shape)];
-      }));
+      // the mean on wasm: a JS loop over the ~1M floats took 4-14 ms, this 2.5 ms
+      const grads = Object.fromEntries(vars.map((v, i) => [v.name, tf.tidy(() =>
+        tf.addN(ok.map((r) => tf.div(tf.tensor(r.grads[i], v.shape), workers))))]));
       return { loss: ok.reduce((a, r) => a + r.loss, 0) / workers, grads };
     },
     async step(tr, x0, labels) {
