@@ -54,7 +54,7 @@ describe('groupNormRelu on wasm: WebAssembly SIMD against the core ops', () => {
 });
 
 describe('the assembled module and the parity fixture', () => {
-  it('group-norm-wasm.ts is what npm run build-wasm makes from group-norm.wat', () => {
+  it('group-norm-wasm.ts and winograd-wasm.ts are what npm run build-wasm makes of the .wat', () => {
     const r = npmRun('build-wasm', ['--check']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);

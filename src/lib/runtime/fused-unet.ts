@@ -1,7 +1,8 @@
 // The paper's UNet wired for fewer kernels: epsTheta (src/lib/diffusion/unet.ts) with each
 // "GroupNorm, ReLU, add the skip, upsample" run as one kernel where the backend has one
 // (./webgpu/group-norm.ts, ./wasm-group-norm.ts), and as the core's own ops where it has not.
-// The convolutions are the core's; the condition is one kernel on webgpu (./webgpu/condition.ts).
+// The convolutions are the core's, but for the wide stride-1 ones on wasm, which run as Winograd
+// (./wasm-winograd.ts); the condition is one kernel on webgpu (./webgpu/condition.ts).
 // tests/webgpu-fused-unet.test.ts and tests/wasm-group-norm.test.ts check values and gradients
 // against epsTheta; the samplers and the trainer take these in place of the core's.
 import * as tf from '@tensorflow/tfjs-core';
@@ -16,6 +17,7 @@ import {
 } from './webgpu/group-norm';
 import { CONDITION, registerConditionKernel } from './webgpu/condition';
 import { registerWasmGroupNormKernels } from './wasm-group-norm';
+import { winogradConv, winogradFits } from './wasm-winograd';
 
 export interface GroupNormReluOptions {
   skip?: tf.Tensor4D; // added after the ReLU, [B, H, W, C]
@@ -139,13 +141,22 @@ function conditionGrad(dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: t
   };
 }
 
+/** The core's conv, or Winograd where winogradFits (stride 1, 64 channels and more, on wasm). */
+function fastConv(p: Params, name: string, x: tf.Tensor4D, stride = 1): tf.Tensor4D {
+  const filter = p[`${name}.weight`] as tf.Tensor4D;
+  if (stride === 1 && winogradFits(x, filter)) {
+    return winogradConv(x, filter, p[`${name}.bias`] as tf.Tensor1D);
+  }
+  return conv(p, name, x, stride);
+}
+
 /** epsTheta with the fused blocks: the same network, the same weights, fewer kernels. */
 export function fusedEpsTheta(p: Params, c: UNetConfig, xt: tf.Tensor4D, t: number[],
   y?: Labels): tf.Tensor4D {
   checkInputs(c, xt, t, y);
   return tf.tidy(() => {
     const block = (name: string, x: tf.Tensor4D, stride = 1, o: GroupNormReluOptions = {}) =>
-      groupNormRelu(conv(p, name, x, stride), o);
+      groupNormRelu(fastConv(p, name, x, stride), o);
     const x1 = block('down_block1', xt); // [B, H, W, C]
     const x2 = block('down_block2.conv', x1, 2); // [B, H/2, W/2, C]
     const x3 = block('down_block3', x2); // [B, H/2, W/2, 2C]
@@ -157,7 +168,7 @@ export function fusedEpsTheta(p: Params, c: UNetConfig, xt: tf.Tensor4D, t: numb
     const x5 = block('up_block1.conv', up1, 1, { skip: x3 }); // x5 + x3
     const up2 = block('up_block2', x5, 1, { skip: x2, upsample: true }); // [B, H, W, C]
     const x7 = block('up_block3.conv', up2, 1, { skip: x1 }); // x7 + x1
-    return conv(p, 'up_block4', x7); // [B, H, W, io]
+    return fastConv(p, 'up_block4', x7); // [B, H, W, io]
   });
 }
 

@@ -121,6 +121,14 @@ function pickTaps(taps: tf.Tensor2D, order: number[], shape: [number, number, nu
   return tf.reshape(tf.matMul(select, taps), shape) as tf.Tensor4D;
 }
 
+/** w [KH, KW, Ci, Co] flipped in space, in/out channels swapped: [KH, KW, Co, Ci], the filter
+ * whose conv of dy is dX (stride 1). */
+export function flipFilter(w: tf.Tensor4D): tf.Tensor4D {
+  const [KH, KW, Ci, Co] = w.shape;
+  const reversed = Array.from({ length: KH * KW }, (_, k) => KH * KW - 1 - k);
+  return pickTaps(tapRows(w), reversed, [KH, KW, Co, Ci]);
+}
+
 /** dX of a 3x3, stride-2 conv with padding 1 on an even-sized input: y[o] = sum_k x[2o+k-1] w[k]
  * per axis, so dX[2m] = dy[m] w[1] and dX[2m+1] = dy[m] w[2] + dy[m+1] w[0]. Each of the four
  * (row, column) parities is a conv of dy with those taps; two transposes interleave them. */
@@ -146,7 +154,7 @@ function conv2dBackpropInput({ inputs, attrs, backend }: Args) {
   const [dy, filter] = [asTensor(inputs.dy!, backend), asTensor(inputs.filter!, backend)];
   const info = convInfo(a.inputShape!, filter.shape, a);
   const [, H, W] = a.inputShape!;
-  const [KH, KW, Ci, Co] = filter.shape;
+  const [KH, KW] = filter.shape;
   const { top, left } = info.padInfo;
   const strideTwo = info.strideHeight === 2 && info.strideWidth === 2 && KH === 3 && KW === 3 &&
     top === 1 && left === 1 && H === 2 * info.outHeight && W === 2 * info.outWidth;
@@ -159,8 +167,7 @@ function conv2dBackpropInput({ inputs, attrs, backend }: Args) {
     }
     const padding: tf.backend_util.ExplicitPadding =
       [[0, 0], [pt, H + KH - 1 - d.shape[1] - pt], [pl, W + KW - 1 - d.shape[2] - pl], [0, 0]];
-    const reversed = Array.from({ length: KH * KW }, (_, k) => KH * KW - 1 - k);
-    return tf.conv2d(d, pickTaps(tapRows(filter), reversed, [KH, KW, Co, Ci]), 1, padding);
+    return tf.conv2d(d, flipFilter(filter), 1, padding);
   });
   tf.dispose([dy, filter]);
   return dX;

@@ -5,11 +5,13 @@
 // programs (./webgpu/group-norm.ts) compute the same; tests/wasm-group-norm.test.ts checks values
 // and gradients against the core's groupNorm, tf.relu, tf.add and upsample2x.
 import * as tf from '@tensorflow/tfjs-core';
-import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import {
   GROUP_NORM_RELU, GROUP_NORM_RELU_GRAD, UPSAMPLE_GRAD, type GroupNormReluAttrs,
 } from './webgpu/group-norm';
-import { SHARED, UNSHARED } from './wasm-simd/group-norm-wasm';
+import * as GROUP_NORM_MODULE from './wasm-simd/group-norm-wasm';
+import {
+  exportsOf, heapMemory, pointer, validates, withScratch, type Backend,
+} from './wasm-heap';
 
 interface Simd {
   sums(x: number, out: number, hw: number, c: number): void;
@@ -23,49 +25,7 @@ interface Simd {
     dx: number, hw: number, c: number): void;
 }
 
-/** The Emscripten module of tfjs's wasm backend, as far as it is used here. */
-interface WasmModule { wasmMemory?: WebAssembly.Memory; asm?: { memory?: WebAssembly.Memory };
-  _malloc(bytes: number): number; _free(ptr: number): void }
-type Backend = BackendWasm & { wasm: WasmModule;
-  dataIdMap: { get(id: object): { memoryOffset: number } } };
-
-const bytes = (b64: string) => Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
-const instances = new WeakMap<WebAssembly.Memory, Simd>();
-
-/** The heap's memory object: imported by the threaded build, exported by the others. */
-function heapMemory(backend: Backend): WebAssembly.Memory {
-  const memory = backend.wasm.wasmMemory ?? backend.wasm.asm?.memory;
-  if (!memory) throw new Error('the tfjs wasm backend does not expose its memory');
-  return memory;
-}
-
-/** Our module, instantiated once on the backend's heap. */
-function simdOf(backend: Backend): Simd {
-  const memory = heapMemory(backend);
-  let simd = instances.get(memory);
-  if (!simd) {
-    const shared = typeof SharedArrayBuffer !== 'undefined'
-      && memory.buffer instanceof SharedArrayBuffer;
-    const module = new WebAssembly.Module(bytes(shared ? SHARED : UNSHARED));
-    simd = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as Simd;
-    instances.set(memory, simd);
-  }
-  return simd;
-}
-
-/** A tensor's byte offset in the heap. */
-const pointer = (backend: Backend, t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId)
-  .memoryOffset;
-
-/** Scratch floats in the heap for `f`, freed after it. */
-function withScratch<T>(backend: Backend, floats: number, f: (ptr: number) => T): T {
-  const ptr = backend.wasm._malloc(4 * floats);
-  try {
-    return f(ptr);
-  } finally {
-    backend.wasm._free(ptr);
-  }
-}
+const simdOf = (backend: Backend) => exportsOf<Simd>(backend, GROUP_NORM_MODULE);
 
 /** Each group's mean of the per-channel sums at byte offset `sums` (C floats, each over the hw
  *  pixels of one image: N values a group); written back per channel at `into` if given. */
@@ -194,7 +154,7 @@ function upsampleGradKernel({ inputs, backend: b }: KernelArgs): tf.TensorInfo {
  *  SIMD; false where it has not (the core's ops run then). */
 export function registerWasmGroupNormKernels(): boolean {
   if (tf.getKernel(GROUP_NORM_RELU, 'wasm')) return true;
-  if (!WebAssembly.validate(bytes(UNSHARED))) return false;
+  if (!validates(GROUP_NORM_MODULE)) return false;
   const kernels: [string, (args: KernelArgs) => tf.TensorInfo][] = [
     [GROUP_NORM_RELU, groupNormReluKernel], [GROUP_NORM_RELU_GRAD, groupNormReluGradKernel],
     [UPSAMPLE_GRAD, upsampleGradKernel],
