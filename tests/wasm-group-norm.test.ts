@@ -54,7 +54,7 @@ describe('groupNormRelu on wasm: WebAssembly SIMD against the core ops', () => {
 });
 
 describe('the assembled module and the parity fixture', () => {
-  it('group-norm-wasm.ts and winograd-wasm.ts are what npm run build-wasm makes of the .wat', () => {
+  it('the -wasm.ts modules are what npm run build-wasm makes of the .wat files', () => {
     const r = npmRun('build-wasm', ['--check']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
