@@ -6,6 +6,8 @@
 ;;   input:  V[xi] = (B^T d B)[xi] for each 4x4 patch d, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0;
 ;;           0 1 0 -1]
 ;;   output: Y = A^T M A + bias for each tile's 16 products M, A^T = [1 1 1 0; 0 1 -1 -1]
+;;   gradient: A e A^T for each 2x2 tile e of dy (the filter's gradient is G^T [sum over tiles of
+;;           (A e A^T) * (B^T d B)] G, 16 matMuls over the tiles)
 (module
   (import "env" "memory" (memory MEMORY_LIMITS)) ;; "1" or, threaded, "1 65536 shared"
 
@@ -200,6 +202,76 @@
         (v128.store (i32.add (local.get $o) (local.get $c)) (f32x4.add (f32x4.sub (f32x4.sub
           (local.get $a11) (local.get $a21)) (local.get $a31)) (local.get $bv)))
         (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (br $lane)))
+      (local.set $tile (i32.add (local.get $tile) (i32.const 1)))
+      (br $each_tile))))
+
+  ;; stores the four lanes of value at rows c .. c + 3 (row stride: tiles floats) of column tile
+  ;; of the xi-th of the 16 [C, tiles] tensors whose pointers start at g
+  (func $scatter (param $g i32) (param $xi i32) (param $c i32) (param $tiles i32) (param $tile i32)
+    (param $value v128)
+    (local $p i32) (local $stride i32)
+    (local.set $stride (i32.mul (local.get $tiles) (i32.const 4)))
+    (local.set $p (i32.add (i32.load (i32.add (local.get $g) (i32.mul (local.get $xi)
+      (i32.const 4)))) (i32.mul (i32.add (i32.mul (local.get $c) (local.get $tiles))
+      (local.get $tile)) (i32.const 4))))
+    (f32.store (local.get $p) (f32x4.extract_lane 0 (local.get $value)))
+    (local.set $p (i32.add (local.get $p) (local.get $stride)))
+    (f32.store (local.get $p) (f32x4.extract_lane 1 (local.get $value)))
+    (local.set $p (i32.add (local.get $p) (local.get $stride)))
+    (f32.store (local.get $p) (f32x4.extract_lane 2 (local.get $value)))
+    (local.set $p (i32.add (local.get $p) (local.get $stride)))
+    (f32.store (local.get $p) (f32x4.extract_lane 3 (local.get $value))))
+
+  ;; one row (a, b) of A e -> (a, a + b, a - b, -b) into row r of the 16, for channels c .. c + 3
+  (func $spread (param $g i32) (param $r i32) (param $c i32) (param $tiles i32) (param $tile i32)
+    (param $a v128) (param $b v128)
+    (local.set $r (i32.mul (local.get $r) (i32.const 4)))
+    (call $scatter (local.get $g) (local.get $r) (local.get $c) (local.get $tiles)
+      (local.get $tile) (local.get $a))
+    (call $scatter (local.get $g) (i32.add (local.get $r) (i32.const 1)) (local.get $c)
+      (local.get $tiles) (local.get $tile) (f32x4.add (local.get $a) (local.get $b)))
+    (call $scatter (local.get $g) (i32.add (local.get $r) (i32.const 2)) (local.get $c)
+      (local.get $tiles) (local.get $tile) (f32x4.sub (local.get $a) (local.get $b)))
+    (call $scatter (local.get $g) (i32.add (local.get $r) (i32.const 3)) (local.get $c)
+      (local.get $tiles) (local.get $tile) (f32x4.neg (local.get $b))))
+
+  ;; dy: [B, 2 TH, 2 TW, C]; g: 16 pointers, (A e A^T)[xi] each [C, B TH TW] (transposed, so that
+  ;; the matMuls over the tiles need no transpose)
+  (func (export "gradient") (param $dy i32) (param $g i32) (param $tiles i32) (param $tw i32)
+    (param $c i32)
+    (local $tile i32) (local $i i32) (local $o i32) (local $row i32) (local $bytes i32)
+    (local $e00 v128) (local $e01 v128) (local $e10 v128) (local $e11 v128)
+    (local.set $bytes (i32.mul (local.get $c) (i32.const 4)))
+    (local.set $row (i32.mul (local.get $bytes) (i32.mul (local.get $tw) (i32.const 2))))
+    (local.set $tile (i32.const 0))
+    (block $tiles_done (loop $each_tile
+      (br_if $tiles_done (i32.ge_u (local.get $tile) (local.get $tiles)))
+      (local.set $i (i32.const 0))
+      (block $lanes_done (loop $lane
+        (br_if $lanes_done (i32.ge_u (local.get $i) (local.get $c)))
+        (local.set $o (i32.add (local.get $dy) (i32.add (i32.mul (local.get $i) (i32.const 4))
+          (i32.add (i32.mul (i32.div_u (local.get $tile) (local.get $tw))
+            (i32.mul (local.get $row) (i32.const 2)))
+          (i32.mul (i32.rem_u (local.get $tile) (local.get $tw))
+            (i32.mul (local.get $bytes) (i32.const 2)))))))
+        (local.set $e00 (v128.load (local.get $o)))
+        (local.set $e01 (v128.load (i32.add (local.get $o) (local.get $bytes))))
+        (local.set $o (i32.add (local.get $o) (local.get $row)))
+        (local.set $e10 (v128.load (local.get $o)))
+        (local.set $e11 (v128.load (i32.add (local.get $o) (local.get $bytes))))
+        ;; A e: rows e0, e0 + e1, e0 - e1, -e1; each row then times A^T
+        (call $spread (local.get $g) (i32.const 0) (local.get $i) (local.get $tiles)
+          (local.get $tile) (local.get $e00) (local.get $e01))
+        (call $spread (local.get $g) (i32.const 1) (local.get $i) (local.get $tiles)
+          (local.get $tile) (f32x4.add (local.get $e00) (local.get $e10))
+          (f32x4.add (local.get $e01) (local.get $e11)))
+        (call $spread (local.get $g) (i32.const 2) (local.get $i) (local.get $tiles)
+          (local.get $tile) (f32x4.sub (local.get $e00) (local.get $e10))
+          (f32x4.sub (local.get $e01) (local.get $e11)))
+        (call $spread (local.get $g) (i32.const 3) (local.get $i) (local.get $tiles)
+          (local.get $tile) (f32x4.neg (local.get $e10)) (f32x4.neg (local.get $e11)))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
         (br $lane)))
       (local.set $tile (i32.add (local.get $tile) (i32.const 1)))
       (br $each_tile))))
