@@ -2,8 +2,8 @@
 // 2x2 block of outputs from its 4x4 input patch d and the filter g as
 //   Y = A^T [ (G g G^T) * (B^T d B) ] A      (* elementwise over the 16 positions)
 // so a conv is 16 matMuls [tiles, Ci] x [Ci, Co] (XNNPACK): 4 multiplies an output, not 9. The
-// input and output transforms are WebAssembly SIMD passes over tfjs's heap
-// (./wasm-simd/winograd.wat); the filter transform is one matMul. Used by ./fused-unet.ts;
+// filter, input and output transforms are WebAssembly SIMD passes over tfjs's heap
+// (./wasm-simd/winograd.wat). Used by ./fused-unet.ts;
 // tests/wasm-winograd.test.ts checks values and gradients against tf.fused.conv2d.
 import * as tf from '@tensorflow/tfjs-core';
 import { flipFilter } from './wasm-conv-grad';
@@ -17,18 +17,16 @@ interface Simd {
   input(xp: number, v: number, b: number, th: number, tw: number, c: number): void;
   output(m: number, bias: number, y: number, tiles: number, tw: number, c: number): void;
   gradient(dy: number, g: number, tiles: number, tw: number, c: number): void;
+  filter(g: number, u: number, n: number): void;
 }
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: object };
 
-/** G of F(2x2, 3x3): U = G g G^T, as one [16, 9] matrix on the flattened 3x3 taps. */
+/** G of F(2x2, 3x3), and G^T (.) G^T as a [9, 16] matrix: dW's 9 taps from the 16 positions. */
 const G = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]];
-const GG = Array.from({ length: 16 * 9 }, (_, n) => {
-  const [xi, tap] = [Math.floor(n / 9), n % 9];
+const GG_T = Array.from({ length: 9 * 16 }, (_, n) => {
+  const [tap, xi] = [Math.floor(n / 16), n % 16];
   return G[Math.floor(xi / 4)][Math.floor(tap / 3)] * G[xi % 4][tap % 3];
 });
-
-/** G^T . G as [9, 16]: dW's taps from the 16 positions (the transpose of GG). */
-const GG_T = Array.from({ length: 9 * 16 }, (_, n) => GG[(n % 16) * 9 + Math.floor(n / 16)]);
 
 /** Wraps a kernel input as a Tensor that holds its own reference. */
 function asTensor(info: tf.TensorInfo, backend: Backend) {
@@ -64,10 +62,11 @@ function winogradKernel({ inputs, backend: b }: KernelArgs): tf.TensorInfo {
   const [TH, TW] = [Math.ceil(H / 2), Math.ceil(W / 2)];
   const y = tf.tidy(() => withScratch(backend, 16, (table) => {
     const v = inputTransform(backend, simd, x, table);
-    // U[xi] = (G g G^T)[xi], each its own matMul: tfjs wasm copies the whole tensor to slice it
-    const taps = tf.reshape(filter, [9, Ci * Co]);
-    const m = v.map((vi, xi) => tf.matMul(vi, tf.reshape(
-      tf.matMul(tf.tensor2d(GG.slice(9 * xi, 9 * xi + 9), [1, 9]), taps), [Ci, Co])));
+    const u = Array.from({ length: 16 }, () => tf.engine().makeTensorFromTensorInfo(
+      backend.makeOutput([Ci, Co], 'float32')) as tf.Tensor2D);
+    writeTable(backend, table, u);
+    simd.filter(pointer(backend, filter), table, Ci * Co);
+    const m = v.map((vi, xi) => tf.matMul(vi, u[xi]));
     const out = tf.engine().makeTensorFromTensorInfo(
       backend.makeOutput([B, 2 * TH, 2 * TW, Co], 'float32'));
     writeTable(backend, table, m);

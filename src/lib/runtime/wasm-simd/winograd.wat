@@ -3,6 +3,7 @@
 ;; A conv is then 16 matMuls (XNNPACK) of the transformed input with the transformed filter: 4
 ;; multiplies an output instead of 9. See ../wasm-winograd.ts. Pointers are byte offsets, C is a
 ;; multiple of 4. `npm run build-wasm` assembles this file into winograd-wasm.ts.
+;;   filter: U[xi] = (G g G^T)[xi], G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
 ;;   input:  V[xi] = (B^T d B)[xi] for each 4x4 patch d, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0;
 ;;           0 1 0 -1]
 ;;   output: Y = A^T M A + bias for each tile's 16 products M, A^T = [1 1 1 0; 0 1 -1 -1]
@@ -275,4 +276,73 @@
         (br $lane)))
       (local.set $tile (i32.add (local.get $tile) (i32.const 1)))
       (br $each_tile))))
+
+  ;; G times three rows or columns (a, b, c): (a, (a + b + c) / 2, (a - b + c) / 2, c)
+  (func $g (param $a v128) (param $b v128) (param $c v128) (result v128 v128 v128 v128)
+    (local $half v128) (local $ac v128)
+    (local.set $half (f32x4.splat (f32.const 0.5)))
+    (local.set $ac (f32x4.add (local.get $a) (local.get $c)))
+    (local.get $a)
+    (f32x4.mul (f32x4.add (local.get $ac) (local.get $b)) (local.get $half))
+    (f32x4.mul (f32x4.sub (local.get $ac) (local.get $b)) (local.get $half))
+    (local.get $c))
+
+  ;; g: the filter [3, 3, Ci, Co]; u: 16 pointers, U[xi] [Ci, Co]; n = Ci Co
+  (func (export "filter") (param $g i32) (param $u i32) (param $n i32)
+    (local $i i32) (local $tap i32) (local $o i32)
+    (local $t00 v128) (local $t01 v128) (local $t02 v128)
+    (local $t10 v128) (local $t11 v128) (local $t12 v128)
+    (local $t20 v128) (local $t21 v128) (local $t22 v128)
+    (local $t30 v128) (local $t31 v128) (local $t32 v128)
+    (local $u0 v128) (local $u1 v128) (local $u2 v128) (local $u3 v128)
+    (local.set $tap (i32.mul (local.get $n) (i32.const 4))) ;; bytes between taps
+    (local.set $i (i32.const 0))
+    (block $done (loop $each
+      (br_if $done (i32.ge_u (local.get $i) (local.get $tap)))
+      (local.set $o (i32.add (local.get $g) (local.get $i)))
+      ;; t = G g, column by column (column k: taps k, 3 + k, 6 + k)
+      (call $g (v128.load (local.get $o))
+        (v128.load (i32.add (local.get $o) (i32.mul (local.get $tap) (i32.const 3))))
+        (v128.load (i32.add (local.get $o) (i32.mul (local.get $tap) (i32.const 6)))))
+      (local.set $t30) (local.set $t20) (local.set $t10) (local.set $t00)
+      (local.set $o (i32.add (local.get $o) (local.get $tap)))
+      (call $g (v128.load (local.get $o))
+        (v128.load (i32.add (local.get $o) (i32.mul (local.get $tap) (i32.const 3))))
+        (v128.load (i32.add (local.get $o) (i32.mul (local.get $tap) (i32.const 6)))))
+      (local.set $t31) (local.set $t21) (local.set $t11) (local.set $t01)
+      (local.set $o (i32.add (local.get $o) (local.get $tap)))
+      (call $g (v128.load (local.get $o))
+        (v128.load (i32.add (local.get $o) (i32.mul (local.get $tap) (i32.const 3))))
+        (v128.load (i32.add (local.get $o) (i32.mul (local.get $tap) (i32.const 6)))))
+      (local.set $t32) (local.set $t22) (local.set $t12) (local.set $t02)
+      ;; U = t G^T, row by row
+      (call $g (local.get $t00) (local.get $t01) (local.get $t02))
+      (local.set $u3) (local.set $u2) (local.set $u1) (local.set $u0)
+      (call $put4 (local.get $u) (i32.const 0) (local.get $i)
+        (local.get $u0) (local.get $u1) (local.get $u2) (local.get $u3))
+      (call $g (local.get $t10) (local.get $t11) (local.get $t12))
+      (local.set $u3) (local.set $u2) (local.set $u1) (local.set $u0)
+      (call $put4 (local.get $u) (i32.const 4) (local.get $i)
+        (local.get $u0) (local.get $u1) (local.get $u2) (local.get $u3))
+      (call $g (local.get $t20) (local.get $t21) (local.get $t22))
+      (local.set $u3) (local.set $u2) (local.set $u1) (local.set $u0)
+      (call $put4 (local.get $u) (i32.const 8) (local.get $i)
+        (local.get $u0) (local.get $u1) (local.get $u2) (local.get $u3))
+      (call $g (local.get $t30) (local.get $t31) (local.get $t32))
+      (local.set $u3) (local.set $u2) (local.set $u1) (local.set $u0)
+      (call $put4 (local.get $u) (i32.const 12) (local.get $i)
+        (local.get $u0) (local.get $u1) (local.get $u2) (local.get $u3))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br $each))))
+
+  ;; stores four values at byte offset o of tensors xi .. xi + 3 of the 16 at u
+  (func $put4 (param $u i32) (param $xi i32) (param $o i32) (param $a v128) (param $b v128)
+    (param $c v128) (param $d v128)
+    (call $store (local.get $u) (local.get $xi) (local.get $o) (local.get $a))
+    (call $store (local.get $u) (i32.add (local.get $xi) (i32.const 1)) (local.get $o)
+      (local.get $b))
+    (call $store (local.get $u) (i32.add (local.get $xi) (i32.const 2)) (local.get $o)
+      (local.get $c))
+    (call $store (local.get $u) (i32.add (local.get $xi) (i32.const 3)) (local.get $o)
+      (local.get $d)))
 )
