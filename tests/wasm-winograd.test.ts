@@ -1,11 +1,19 @@
 // Winograd F(2x2, 3x3) convs on wasm (src/lib/runtime/wasm-winograd.ts, WebAssembly SIMD from
 // src/lib/runtime/wasm-simd/winograd.wat) against tf.fused.conv2d: values, the three gradients,
-// when it is taken, and no tensors left behind. The UNet through it: tests/wasm-group-norm.test.ts.
+// when it is taken, no tensors left behind, the fused UNet through it (tf.memory() over 50 steps,
+// 1 and 2 threads). Its eps and gradients against epsTheta: tests/wasm-group-norm.test.ts.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
+import { createTrainer, ddimSample, initParams, makeSchedule } from '../src/lib/diffusion';
+import { fullyFusedTrainStep, fusedGuidedEps } from '../src/lib/runtime/fused-unet';
 import { useNodeBackend } from '../src/lib/runtime/node';
-import { winogradConv, winogradFits } from '../src/lib/runtime/wasm-winograd';
+import {
+  WINOGRAD_CONV, WINOGRAD_FILTER_GRAD, winogradConv, winogradFits,
+} from '../src/lib/runtime/wasm-winograd';
 import { maxAbsDiff } from './helpers/backend';
+import { npmRun, tempDir } from './helpers/tiny-datasets';
 
 type Shape4 = [number, number, number, number];
 const cases: [string, Shape4, number][] = [
@@ -61,4 +69,43 @@ describe('winogradConv on wasm against tf.fused.conv2d', async () => {
     expect(fits([1, 8, 8, 64], [3, 3, 64, 128])).toBe(false);
     await useNodeBackend('wasm', { threads: 1 });
   });
+});
+
+describe('the fused UNet at 64 channels on wasm, through Winograd', () => {
+  it('a training step runs the Winograd kernels; tf.memory() is flat over 50 training steps and '
+    + '50 guided sampling steps', async () => {
+    await useNodeBackend('wasm', { threads: 1 });
+    const c = { imageChannels: 1, channels: 64, classes: 10 };
+    const p = initParams(c, 13);
+    const schedule = makeSchedule('paper-linear', 300);
+    const tr = createTrainer(p, c, schedule, { seed: 1 });
+    const x0 = tf.randomUniform([2, 12, 12, 1], -1, 1, 'float32', 9) as tf.Tensor4D;
+    const profile = await tf.profile(() => fullyFusedTrainStep(tr, x0, [0, 1]));
+    const runs = (name: string) => profile.kernels.filter((k) => k.name === name).length;
+    expect(runs(WINOGRAD_CONV)).toBeGreaterThanOrEqual(4 + 4); // 4 convs forward, 4 dX
+    expect(runs(WINOGRAD_FILTER_GRAD)).toBe(4);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 50; i++) tf.dispose(fullyFusedTrainStep(tr, x0, [0, 1]));
+    expect(tf.memory().numTensors).toBe(before);
+    const x = await ddimSample(fusedGuidedEps(p, c, [2, 5], 2), schedule, [2, 12, 12, 1],
+      { steps: 50, seed: 1 });
+    x.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x0, ...Object.values(p), ...Object.values(tr.params), ...Object.values(tr.ema!)]);
+  }, 120_000);
+
+  it('npm run sample with mnist-64 draws the same samples on 2 threads as on 1 (within 1e-5)',
+    () => {
+      const work = tempDir('winograd-threads-');
+      const [one, two] = [1, 2].map((threads) => {
+        const out = join(work, `t${threads}.json`);
+        const r = npmRun('sample', ['--model', 'mnist-64', '--labels', '0,1,2,3', '--steps', '3',
+          '--guidance', '3', '--seed', '5', '--threads', String(threads), '--out', out]);
+        expect(r.code, r.stderr).toBe(0);
+        return JSON.parse(readFileSync(out, 'utf8')).images as number[];
+      });
+      expect(one).toHaveLength(4 * 784);
+      expect(one.some((v) => v !== one[0])).toBe(true);
+      expect(maxAbsDiff(one, two)).toBeLessThan(1e-5);
+    }, 120_000);
 });
