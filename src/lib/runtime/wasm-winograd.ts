@@ -100,9 +100,12 @@ function winogradFilterGradKernel({ inputs, backend: b }: KernelArgs): tf.Tensor
   return dW;
 }
 
-/** Whether winogradConv is the faster way for this conv (measured at batch 16: 20-30% faster
- *  from 64 channels on even sizes; slower at 32 channels, even at 7x7): the kernel is registered
- *  (wasm with SIMD), both channel counts are multiples of 4 from 64 up, H and W are even. */
+/** Whether winogradConv takes this conv: the kernel is registered (wasm with SIMD), H and W are
+ *  even, both channel counts are multiples of 4 from 64 up. Measured at batch 8 and 16: 5-30%
+ *  faster than XNNPACK's conv from 64 channels on one thread (the training workers), and from 128
+ *  on two; on two threads at 64 channels 10-20% slower, as XNNPACK threads the matMuls but not the
+ *  transforms. The choice does not depend on the thread count, so that 1 and 2 threads draw the
+ *  same samples. */
 export function winogradFits(x: tf.Tensor4D, filter: tf.Tensor4D): boolean {
   const [KH, KW, Ci, Co] = filter.shape;
   const [, H, W] = x.shape;
