@@ -3,15 +3,11 @@
 // the UNet, the PyTorch parity fixture, tf.memory() over 50 steps, and the assembled module being
 // the one its source makes. (Threads: tests/wasm-threads.test.ts draws the same samples with the
 // CLI on 1 and 2 threads, which runs this kernel on the shared heap.)
-import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createTrainer, ddimSample, makeSchedule, initParams } from '../src/lib/diffusion';
 import { useNodeBackend } from '../src/lib/runtime/node';
+import { hasFusedKernels } from '../src/lib/runtime/fused-unet';
 import {
-  fullyFusedTrainStep, fusedGuidedEps, hasFusedKernels,
-} from '../src/lib/runtime/fused-unet';
-import {
-  checkFusedEps, checkFusedParity, checkGroupNormCase, GROUP_NORM_CASES,
+  checkFusedEps, checkFusedParity, checkGroupNormCase, checkMemoryFlat, GROUP_NORM_CASES,
 } from './helpers/fused';
 import { npmRun } from './helpers/tiny-datasets';
 
@@ -35,22 +31,8 @@ describe('groupNormRelu on wasm: WebAssembly SIMD against the core ops', () => {
       });
   }
 
-  it('tf.memory() is flat over 50 fused training steps and 50 guided sampling steps', async () => {
-    const c = { imageChannels: 1, channels: 32, classes: 10 };
-    const p = initParams(c, 13);
-    const schedule = makeSchedule('paper-linear', 300);
-    const tr = createTrainer(p, c, schedule, { seed: 1 });
-    const x0 = tf.randomUniform([2, 28, 28, 1], -1, 1, 'float32', 9) as tf.Tensor4D;
-    tf.dispose(fullyFusedTrainStep(tr, x0, [0, 1])); // Adam's moments exist from here
-    const before = tf.memory().numTensors;
-    for (let i = 0; i < 50; i++) tf.dispose(fullyFusedTrainStep(tr, x0, [0, 1]));
-    expect(tf.memory().numTensors).toBe(before);
-    const x = await ddimSample(fusedGuidedEps(p, c, [2, 5], 2), schedule, [2, 28, 28, 1],
-      { steps: 50, seed: 1 });
-    x.dispose();
-    expect(tf.memory().numTensors).toBe(before);
-    tf.dispose([x0, ...Object.values(p), ...Object.values(tr.params), ...Object.values(tr.ema!)]);
-  }, 120_000);
+  it('tf.memory() is flat over 50 fused training steps and 50 guided sampling steps', () =>
+    checkMemoryFlat(32, [28, 28, 1]), 120_000);
 });
 
 describe('the assembled module and the parity fixture', () => {

@@ -6,13 +6,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { createTrainer, ddimSample, initParams, makeSchedule } from '../src/lib/diffusion';
-import { fullyFusedTrainStep, fusedGuidedEps } from '../src/lib/runtime/fused-unet';
+import { fullyFusedTrainStep } from '../src/lib/runtime/fused-unet';
 import { useNodeBackend } from '../src/lib/runtime/node';
 import {
   WINOGRAD_CONV, WINOGRAD_FILTER_GRAD, winogradConv, winogradFits,
 } from '../src/lib/runtime/wasm-winograd';
 import { maxAbsDiff } from './helpers/backend';
+import { checkMemoryFlat } from './helpers/fused';
 import { npmRun, tempDir } from './helpers/tiny-datasets';
 
 type Shape4 = [number, number, number, number];
@@ -75,23 +75,12 @@ describe('the fused UNet at 64 channels on wasm, through Winograd', () => {
   it('a training step runs the Winograd kernels; tf.memory() is flat over 50 training steps and '
     + '50 guided sampling steps', async () => {
     await useNodeBackend('wasm', { threads: 1 });
-    const c = { imageChannels: 1, channels: 64, classes: 10 };
-    const p = initParams(c, 13);
-    const schedule = makeSchedule('paper-linear', 300);
-    const tr = createTrainer(p, c, schedule, { seed: 1 });
-    const x0 = tf.randomUniform([2, 12, 12, 1], -1, 1, 'float32', 9) as tf.Tensor4D;
-    const profile = await tf.profile(() => fullyFusedTrainStep(tr, x0, [0, 1]));
-    const runs = (name: string) => profile.kernels.filter((k) => k.name === name).length;
-    expect(runs(WINOGRAD_CONV)).toBeGreaterThanOrEqual(4 + 4); // 4 convs forward, 4 dX
-    expect(runs(WINOGRAD_FILTER_GRAD)).toBe(4);
-    const before = tf.memory().numTensors;
-    for (let i = 0; i < 50; i++) tf.dispose(fullyFusedTrainStep(tr, x0, [0, 1]));
-    expect(tf.memory().numTensors).toBe(before);
-    const x = await ddimSample(fusedGuidedEps(p, c, [2, 5], 2), schedule, [2, 12, 12, 1],
-      { steps: 50, seed: 1 });
-    x.dispose();
-    expect(tf.memory().numTensors).toBe(before);
-    tf.dispose([x0, ...Object.values(p), ...Object.values(tr.params), ...Object.values(tr.ema!)]);
+    await checkMemoryFlat(64, [12, 12, 1], async (tr, x0) => {
+      const profile = await tf.profile(() => fullyFusedTrainStep(tr, x0, [0, 1]));
+      const runs = (name: string) => profile.kernels.filter((k) => k.name === name).length;
+      expect(runs(WINOGRAD_CONV)).toBeGreaterThanOrEqual(4 + 4); // 4 convs forward, 4 dX
+      expect(runs(WINOGRAD_FILTER_GRAD)).toBe(4);
+    });
   }, 120_000);
 
   it('npm run sample with mnist-64 draws the same samples on 2 threads as on 1 (within 1e-5)',

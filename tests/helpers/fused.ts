@@ -6,9 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
-import { epsTheta, initParams } from '../../src/lib/diffusion';
 import {
-  fusedEpsTheta, groupNormRelu, plainGroupNormRelu, type GroupNormReluOptions,
+  createTrainer, ddimSample, epsTheta, initParams, makeSchedule, type Trainer,
+} from '../../src/lib/diffusion';
+import {
+  fullyFusedTrainStep, fusedEpsTheta, fusedGuidedEps, groupNormRelu, plainGroupNormRelu,
+  type GroupNormReluOptions,
 } from '../../src/lib/runtime/fused-unet';
 import { maxAbsDiff } from './backend';
 
@@ -98,4 +101,25 @@ export function checkFusedParity(backend: string) {
   expect(errors.posteriorMean).toBeLessThan(1e-4);
   expect(errors.ddimLoop).toBeLessThan(5e-3);
   return errors;
+}
+
+/** Asserts tf.memory() flat over 50 fused training steps and 50 guided DDIM steps of a model of
+ *  `channels` on images of `shape` (batch 2); `first` sees the trainer and its batch first. */
+export async function checkMemoryFlat(channels: number, shape: [number, number, number],
+  first?: (tr: Trainer, x0: tf.Tensor4D) => Promise<void>) {
+  const c = { imageChannels: shape[2], channels, classes: 10 };
+  const p = initParams(c, 13);
+  const schedule = makeSchedule('paper-linear', 300);
+  const tr = createTrainer(p, c, schedule, { seed: 1 });
+  const x0 = tf.randomUniform([2, ...shape], -1, 1, 'float32', 9) as tf.Tensor4D;
+  tf.dispose(fullyFusedTrainStep(tr, x0, [0, 1])); // Adam's moments exist from here
+  await first?.(tr, x0);
+  const before = tf.memory().numTensors;
+  for (let i = 0; i < 50; i++) tf.dispose(fullyFusedTrainStep(tr, x0, [0, 1]));
+  expect(tf.memory().numTensors).toBe(before);
+  const x = await ddimSample(fusedGuidedEps(p, c, [2, 5], 2), schedule, [2, ...shape],
+    { steps: 50, seed: 1 });
+  x.dispose();
+  expect(tf.memory().numTensors).toBe(before);
+  tf.dispose([x0, ...Object.values(p), ...Object.values(tr.params), ...Object.values(tr.ema!)]);
 }
