@@ -42,10 +42,12 @@ async function chooseCheckpoint(page: Page, buffer: Buffer, name = 'model.safete
     .setInputFiles({ name, mimeType: 'application/octet-stream', buffer });
 }
 
-/** The chapter pages with cells, each with the cells it holds; the playground page until chapters have any. */
+/** The chapter pages with cells, each with the cells it holds; the playground page until chapters
+ * have any. */
 function pagesWithCells(): { path: string; cells: string[] }[] {
   const dist = siteDist();
-  const chapters = existsSync(join(dist, 'chapters')) ? readdirSync(join(dist, 'chapters')).map((c) => `/chapters/${c}/`) : [];
+  const chapters = existsSync(join(dist, 'chapters'))
+    ? readdirSync(join(dist, 'chapters')).map((c) => `/chapters/${c}/`) : [];
   const found = (paths: string[]) => paths.map((path) => {
     const file = join(dist, path, 'index.html');
     const html = existsSync(file) ? readFileSync(file, 'utf8') : '';
@@ -61,10 +63,14 @@ describe.each(['webgpu', 'wasm'])('every cell of every chapter on %s', (backend)
     expect(pages.flatMap((p) => p.cells).sort()).toEqual([...CELLS].sort());
     for (const { path, cells } of pages) {
       const { page, errors } = await open(`${path}?backend=${backend}&cells=tiny`);
-      if (cells.includes('load-checkpoint')) await chooseCheckpoint(page, randomCheckpoint({ imageChannels: 1, channels: 32, classes: 10 }));
+      if (cells.includes('load-checkpoint')) {
+        const config = { imageChannels: 1, channels: 32, classes: 10 };
+        await chooseCheckpoint(page, randomCheckpoint(config));
+      }
       for (const name of cells) {
         const result = await runCell(page, name);
-        expect({ path, name, ...result }).toEqual({ path, name, state: 'done', backend, error: '', blank: [] });
+        expect({ path, name, ...result })
+          .toEqual({ path, name, state: 'done', backend, error: '', blank: [] });
       }
       expect({ path, errors }).toEqual({ path, errors: [] });
       await page.close();
@@ -78,7 +84,8 @@ describe.each(['webgpu', 'wasm'])('the sampling cell on %s', (backend) => {
     const counts: number[] = [];
     for (let i = 0; i < 11; i++) {
       expect((await runCell(page, 'ddpm-sampling')).state).toBe('done');
-      counts.push(await page.evaluate(() => (window as unknown as { __tfMemory(): { numTensors: number } }).__tfMemory().numTensors));
+      counts.push(await page.evaluate(() =>
+        (window as unknown as { __tfMemory(): { numTensors: number } }).__tfMemory().numTensors));
     }
     expect(counts.slice(1)).toEqual(Array(10).fill(counts[0]));
     expect(errors).toEqual([]);

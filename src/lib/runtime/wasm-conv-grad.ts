@@ -21,7 +21,7 @@ type Args = { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap; backend: B
 
 /** Wraps a kernel input as a Tensor that holds its own reference, so that disposing it leaves the
  * input alive. */
-function asTensor(info: tf.TensorInfo, backend: Backend) {
+export function asTensor(info: tf.TensorInfo, backend: Backend) {
   backend.incRef(info.dataId);
   return tf.engine().makeTensorFromTensorInfo(info, backend) as tf.Tensor4D;
 }

@@ -6,7 +6,7 @@
 // (./wasm-simd/winograd.wat). Used by ./fused-unet.ts;
 // tests/wasm-winograd.test.ts checks values and gradients against tf.fused.conv2d.
 import * as tf from '@tensorflow/tfjs-core';
-import { flipFilter } from './wasm-conv-grad';
+import { asTensor, flipFilter } from './wasm-conv-grad';
 import { exportsOf, heapMemory, pointer, validates, withScratch, type Backend } from './wasm-heap';
 import * as WINOGRAD_MODULE from './wasm-simd/winograd-wasm';
 
@@ -28,16 +28,19 @@ const GG_T = Array.from({ length: 9 * 16 }, (_, n) => {
   return G[Math.floor(xi / 4)][Math.floor(tap / 3)] * G[xi % 4][tap % 3];
 });
 
-/** Wraps a kernel input as a Tensor that holds its own reference. */
-function asTensor(info: tf.TensorInfo, backend: Backend) {
-  backend.incRef(info.dataId);
-  return tf.engine().makeTensorFromTensorInfo(info, backend);
-}
-
 /** Writes the 16 tensors' heap offsets at `table`. */
 function writeTable(backend: Backend, table: number, ts: tf.TensorInfo[]) {
   const heap = new Int32Array(heapMemory(backend).buffer);
   ts.forEach((t, i) => (heap[table / 4 + i] = pointer(backend, t)));
+}
+
+/** 16 new, unfilled tensors of `shape` in the heap, their offsets written at `table` for the
+ *  SIMD module to fill. */
+function sixteen(backend: Backend, table: number, shape: [number, number]): tf.Tensor2D[] {
+  const ts = Array.from({ length: 16 }, () =>
+    tf.engine().makeTensorFromTensorInfo(backend.makeOutput(shape, 'float32')) as tf.Tensor2D);
+  writeTable(backend, table, ts);
+  return ts;
 }
 
 /** The 16 tensors [tiles, C] of B^T d B over the 4x4 patches of x (padding 1, 2x2 tiles). */
@@ -45,9 +48,7 @@ function inputTransform(backend: Backend, simd: Simd, x: tf.Tensor4D, table: num
   const [B, H, W, C] = x.shape;
   const [TH, TW] = [Math.ceil(H / 2), Math.ceil(W / 2)];
   const xp = tf.pad(x, [[0, 0], [1, 2 * TH + 1 - H], [1, 2 * TW + 1 - W], [0, 0]]);
-  const v = Array.from({ length: 16 }, () => tf.engine().makeTensorFromTensorInfo(
-    backend.makeOutput([B * TH * TW, C], 'float32')) as tf.Tensor2D);
-  writeTable(backend, table, v);
+  const v = sixteen(backend, table, [B * TH * TW, C]);
   simd.input(pointer(backend, xp), table, B, TH, TW, C);
   return v;
 }
@@ -62,9 +63,7 @@ function winogradKernel({ inputs, backend: b }: KernelArgs): tf.TensorInfo {
   const [TH, TW] = [Math.ceil(H / 2), Math.ceil(W / 2)];
   const y = tf.tidy(() => withScratch(backend, 16, (table) => {
     const v = inputTransform(backend, simd, x, table);
-    const u = Array.from({ length: 16 }, () => tf.engine().makeTensorFromTensorInfo(
-      backend.makeOutput([Ci, Co], 'float32')) as tf.Tensor2D);
-    writeTable(backend, table, u);
+    const u = sixteen(backend, table, [Ci, Co]);
     simd.filter(pointer(backend, filter), table, Ci * Co);
     const m = v.map((vi, xi) => tf.matMul(vi, u[xi]));
     const out = tf.engine().makeTensorFromTensorInfo(
@@ -82,15 +81,13 @@ function winogradKernel({ inputs, backend: b }: KernelArgs): tf.TensorInfo {
 function winogradFilterGradKernel({ inputs, backend: b }: KernelArgs): tf.TensorInfo {
   const backend = b as Backend;
   const simd = exportsOf<Simd>(backend, WINOGRAD_MODULE);
-  const [x, dy] = [asTensor(inputs.x!, backend), asTensor(inputs.dy!, backend)] as tf.Tensor4D[];
+  const [x, dy] = [asTensor(inputs.x!, backend), asTensor(inputs.dy!, backend)];
   const [B, H, W, Ci] = x.shape;
   const Co = dy.shape[3];
   const tiles = B * (H / 2) * (W / 2);
   const dW = tf.tidy(() => withScratch(backend, 16, (table) => {
     const v = inputTransform(backend, simd, x, table);
-    const e = Array.from({ length: 16 }, () => tf.engine().makeTensorFromTensorInfo(
-      backend.makeOutput([Co, tiles], 'float32')) as tf.Tensor2D);
-    writeTable(backend, table, e);
+    const e = sixteen(backend, table, [Co, tiles]);
     simd.gradient(pointer(backend, dy), table, tiles, W / 2, Co);
     const sums = tf.concat(e.map((ei, xi) => tf.reshape(tf.matMul(ei, v[xi]), [1, Co * Ci])));
     const taps = tf.matMul(tf.tensor2d(GG_T, [9, 16]), sums); // [9, Co Ci]
